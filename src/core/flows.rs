@@ -1,0 +1,971 @@
+//! The flow operations of contract B.4, written once against [`Kv`] and run unchanged on etcd and
+//! on the embedded store.
+//!
+//! Every write is one transaction guarded by compare-and-swap on the flow's `meta` and `active`
+//! keys (every write rewrites `meta`, so its mod revision is the flow's version stamp). A failed
+//! compare returns the flow's current state from the transaction's `else` branch, as
+//! kube-apiserver does, so a retry needs no extra read. A version key is only ever written under
+//! `create_revision == 0` on that key: a stored version can never be changed, whatever else goes
+//! wrong. `status` is read, never written.
+//!
+//! Round trips on the common path: create 1; get, update, rollback, delete 2; status 1.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::future::try_join_all;
+use prost::Message;
+
+use super::environment::{Environment, RetryPolicy};
+use super::error::{Detail, Error, Result};
+use super::keys::{self, FlowKeyKind, FlowKeys};
+use super::kv::{Compare, Kv, MAX_TXN_OPS, RangeRequest, RangeResponse, Txn, TxnOp};
+use super::meta::{FlowMeta, VersionMeta, timestamp};
+use super::names::{FlowName, VersionNumber};
+use super::pagination::{self, PageToken};
+use super::validation::{prepare_create, prepare_update};
+use crate::proto::v1::{
+    CreateFlowRequest, Flow, FlowSpec, FlowStatus, FlowSummary, FlowVersion, ListFlowVersionsResponse,
+    ListFlowsResponse, UpdateFlowRequest,
+};
+
+/// The largest binary `FlowSpec` stored (contract B.5).
+pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+
+/// Flow versioning over a transactional KV store.
+#[derive(Debug, Clone)]
+pub struct FlowRegistry<K, E> {
+    kv: K,
+    env: E,
+    retry: RetryPolicy,
+}
+
+/// Parses a flow name given in a request path or field.
+pub fn parse_flow_name(name: &str) -> Result<FlowName> {
+    FlowName::parse(name).map_err(|e| Error::invalid_field("INVALID_FLOW_NAME", "name", e))
+}
+
+fn version_not_found(name: &FlowName, v: VersionNumber) -> Error {
+    Error::NotFound(
+        Detail::new(
+            "FLOW_VERSION_NOT_FOUND",
+            format!("flow \"{name}\" has no version {v}"),
+        )
+        .with("flow", name)
+        .with("version", v),
+    )
+}
+
+fn contention(name: &FlowName, attempts: u32) -> Error {
+    Error::Aborted(
+        Detail::new(
+            "CONCURRENT_MODIFICATION",
+            format!(
+                "flow \"{name}\" kept changing under {attempts} attempts to write it; retry the request"
+            ),
+        )
+        .with("flow", name),
+    )
+}
+
+/// The spec as stored at version `v`: `name` and `version` filled in (contract A.4).
+fn at_version(mut spec: FlowSpec, name: &FlowName, v: VersionNumber) -> FlowSpec {
+    spec.name = name.as_str().to_owned();
+    spec.version = v.get();
+    spec
+}
+
+fn encode_spec(spec: &FlowSpec) -> Result<Vec<u8>> {
+    let bytes = spec.encode_to_vec();
+    if bytes.len() > MAX_SPEC_BYTES {
+        return Err(Error::TooLarge(
+            Detail::new(
+                "SPEC_TOO_LARGE",
+                format!(
+                    "the encoded spec is {} bytes; at most {MAX_SPEC_BYTES} are allowed",
+                    bytes.len()
+                ),
+            )
+            .with("limit", MAX_SPEC_BYTES),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn decode_spec(name: &FlowName, v: VersionNumber, bytes: &[u8]) -> Result<FlowSpec> {
+    FlowSpec::decode(bytes).map_err(|e| {
+        Error::internal(format!(
+            "stored spec of flow \"{name}\" version {v} is not a valid FlowSpec: {e}"
+        ))
+    })
+}
+
+/// What one read of `[active, status]` says about a flow: everything but its versions.
+#[derive(Debug, Clone)]
+struct FlowHead {
+    name: FlowName,
+    keys: FlowKeys,
+    /// Store revision of the read.
+    revision: i64,
+    active: Option<VersionNumber>,
+    active_mod: i64,
+    meta: Option<FlowMeta>,
+    meta_mod: i64,
+    status: Option<Vec<u8>>,
+}
+
+impl FlowHead {
+    fn range(keys: &FlowKeys) -> RangeRequest {
+        let (start, end) = keys.head_range();
+        RangeRequest::range(start, end)
+    }
+
+    /// A flow with no keys at all.
+    fn empty(name: &FlowName, keys: &FlowKeys, revision: i64) -> Self {
+        FlowHead {
+            name: name.clone(),
+            keys: keys.clone(),
+            revision,
+            active: None,
+            active_mod: 0,
+            meta: None,
+            meta_mod: 0,
+            status: None,
+        }
+    }
+
+    fn parse(name: &FlowName, keys: &FlowKeys, resp: &RangeResponse) -> Result<Self> {
+        let mut head = FlowHead::empty(name, keys, resp.revision);
+        for kv in &resp.kvs {
+            if kv.key == keys.active() {
+                let v = std::str::from_utf8(&kv.value)
+                    .ok()
+                    .and_then(VersionNumber::parse_canonical)
+                    .ok_or_else(|| {
+                        Error::internal(format!(
+                            "active pointer of flow \"{name}\" is not a version number: {:?}",
+                            String::from_utf8_lossy(&kv.value)
+                        ))
+                    })?;
+                head.active = Some(v);
+                head.active_mod = kv.mod_revision;
+            } else if kv.key == keys.meta() {
+                head.meta = Some(FlowMeta::decode(name.as_str(), &kv.value)?);
+                head.meta_mod = kv.mod_revision;
+            } else if kv.key == keys.status() {
+                head.status = Some(kv.value.clone());
+            }
+        }
+        Ok(head)
+    }
+
+    /// Live: it has an active version and is not marked deleted.
+    fn is_live(&self) -> bool {
+        self.active.is_some() && !self.meta.as_ref().is_some_and(|m| m.deleted)
+    }
+
+    /// The active version of a live flow; NOT_FOUND otherwise (a deleted flow is not found).
+    fn live(&self) -> Result<VersionNumber> {
+        match self.active {
+            Some(v) if self.is_live() => Ok(v),
+            _ => Err(Error::flow_not_found(self.name.as_str())),
+        }
+    }
+
+    /// Same state as `other`: neither `meta` nor `active` was written in between.
+    fn unchanged_since(&self, other: &FlowHead) -> bool {
+        self.meta_mod == other.meta_mod && self.active_mod == other.active_mod
+    }
+
+    /// The compare-and-swap guard: `meta` and `active` are as this read saw them.
+    fn guard(&self) -> Vec<Compare> {
+        vec![
+            Compare::mod_revision(self.keys.meta(), self.meta_mod),
+            Compare::mod_revision(self.keys.active(), self.active_mod),
+        ]
+    }
+
+    /// The controller's status; an empty one if it has written none yet.
+    fn status(&self) -> Result<FlowStatus> {
+        match &self.status {
+            None => Ok(FlowStatus::default()),
+            Some(bytes) => FlowStatus::decode(bytes.as_slice()).map_err(|e| {
+                Error::internal(format!(
+                    "stored status of flow \"{}\" is not a valid FlowStatus: {e}",
+                    self.name
+                ))
+            }),
+        }
+    }
+
+    fn meta(&self) -> FlowMeta {
+        self.meta.clone().unwrap_or_default()
+    }
+
+    /// The flow as the API returns it, at active version `v` with `spec`.
+    fn flow(&self, meta: &FlowMeta, v: VersionNumber, spec: FlowSpec) -> Result<Flow> {
+        Ok(Flow {
+            name: self.name.as_str().to_owned(),
+            version: v.get(),
+            spec: Some(spec),
+            status: Some(self.status()?),
+            uid: meta.uid.clone(),
+            create_time: meta.created_at.map(timestamp),
+            update_time: meta.updated_at.or(meta.created_at).map(timestamp),
+            latest_version: meta.latest_version.unwrap_or(0).max(v.get()),
+        })
+    }
+}
+
+/// The operations that write version `v` (spec and version meta) and make it active.
+fn write_version(
+    keys: &FlowKeys,
+    v: VersionNumber,
+    spec_bytes: Vec<u8>,
+    meta: &FlowMeta,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<TxnOp> {
+    vec![
+        TxnOp::put(keys.version_spec(v), spec_bytes),
+        TxnOp::put(keys.version_meta(v), VersionMeta::new(now).encode()),
+        TxnOp::put(keys.active(), v.to_string()),
+        TxnOp::put(keys.meta(), meta.encode()),
+    ]
+}
+
+/// Meta of a new incarnation of a flow created at version `v`. Unknown keys of a previous
+/// incarnation's meta are kept.
+fn new_incarnation(
+    previous: Option<&FlowMeta>,
+    uid: String,
+    spec: &FlowSpec,
+    v: VersionNumber,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FlowMeta {
+    FlowMeta {
+        uid,
+        created_at: Some(now),
+        labels: spec.labels.clone(),
+        deleted: false,
+        updated_at: Some(now),
+        latest_version: Some(v.get()),
+        deleted_at: None,
+        extra: previous.map(|m| m.extra.clone()).unwrap_or_default(),
+    }
+}
+
+impl<K: Kv, E: Environment> FlowRegistry<K, E> {
+    pub fn new(kv: K, env: E) -> Self {
+        FlowRegistry {
+            kv,
+            env,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn kv(&self) -> &K {
+        &self.kv
+    }
+
+    async fn read_head(&self, name: &FlowName, keys: &FlowKeys) -> Result<FlowHead> {
+        let resp = self.kv.range(FlowHead::range(keys)).await?;
+        FlowHead::parse(name, keys, &resp)
+    }
+
+    /// The spec of version `v` as of `head`'s revision.
+    async fn read_spec(&self, head: &FlowHead, v: VersionNumber) -> Result<FlowSpec> {
+        let resp = self
+            .kv
+            .range(RangeRequest::key(head.keys.version_spec(v)).at_revision(head.revision))
+            .await?;
+        match resp.kvs.first() {
+            Some(kv) => decode_spec(&head.name, v, &kv.value),
+            None => Err(Error::internal(format!(
+                "flow \"{}\" points at version {v}, which has no spec",
+                head.name
+            ))),
+        }
+    }
+
+    /// The highest version ever assigned to the flow, `None` if it never had one. Meta written by
+    /// this API records it; for meta written by the original API (or when `scan` is set because
+    /// the recorded number was found to be stale) the version keys are scanned.
+    async fn latest_version(&self, head: &FlowHead, scan: bool) -> Result<Option<VersionNumber>> {
+        let recorded = head
+            .meta
+            .as_ref()
+            .and_then(|m| m.latest_version)
+            .and_then(VersionNumber::new);
+        if let (Some(v), false) = (recorded, scan) {
+            return Ok(Some(v.max(head.active.unwrap_or(v))));
+        }
+        let resp = self
+            .kv
+            .range(
+                RangeRequest::prefix(head.keys.versions_prefix())
+                    .keys_only()
+                    .at_revision(head.revision),
+            )
+            .await?;
+        let scanned = resp.kvs.iter().filter_map(|kv| keys::version_of_key(&kv.key)).max();
+        Ok([scanned, recorded, head.active].into_iter().flatten().max())
+    }
+
+    async fn backoff(&self, attempt: u32) {
+        let delay = self.retry.delay(attempt, self.env.random());
+        if !delay.is_zero() {
+            self.env.sleep(delay).await;
+        }
+    }
+
+    /// CreateFlow (contract B.4).
+    pub async fn create(&self, req: CreateFlowRequest) -> Result<Flow> {
+        let (name, spec) = prepare_create(req.spec.unwrap_or_default())?;
+        let keys = FlowKeys::new(&name);
+        let now = self.env.now();
+
+        if req.validate_only {
+            let head = self.read_head(&name, &keys).await?;
+            return match self.create_outcome(&head, &spec, false).await? {
+                CreateOutcome::Existing(flow) => Ok(flow),
+                CreateOutcome::WriteAt(n) => {
+                    // What would be stored; the uid is only assigned by a real create.
+                    let meta = new_incarnation(head.meta.as_ref(), String::new(), &spec, n, now);
+                    let head = FlowHead::empty(&name, &keys, head.revision);
+                    head.flow(&meta, n, at_version(spec, &name, n))
+                }
+            };
+        }
+
+        // Fast path, one round trip: the name was never used.
+        let v1 = VersionNumber::FIRST;
+        let bytes = encode_spec(&at_version(spec.clone(), &name, v1))?;
+        let meta = new_incarnation(None, self.env.new_uid(), &spec, v1, now);
+        let resp = self
+            .kv
+            .txn(Txn {
+                compare: vec![
+                    Compare::absent(keys.meta()),
+                    Compare::absent(keys.active()),
+                    Compare::absent(keys.version_spec(v1)),
+                ],
+                success: write_version(&keys, v1, bytes, &meta, now),
+                failure: vec![TxnOp::Range(FlowHead::range(&keys))],
+            })
+            .await?;
+        if resp.succeeded {
+            let head = FlowHead::empty(&name, &keys, resp.revision);
+            return head.flow(&meta, v1, at_version(spec, &name, v1));
+        }
+        let mut head = FlowHead::parse(&name, &keys, resp.range(0)?)?;
+
+        let mut scan = false;
+        for attempt in 1..=self.retry.max_attempts {
+            let n = match self.create_outcome(&head, &spec, scan).await? {
+                CreateOutcome::Existing(flow) => return Ok(flow),
+                CreateOutcome::WriteAt(n) => n,
+            };
+            // Re-create a deleted flow (or one whose versions exist without meta) at `n`, with a
+            // new uid; the old versions stay as they are.
+            let bytes = encode_spec(&at_version(spec.clone(), &name, n))?;
+            let meta = new_incarnation(head.meta.as_ref(), self.env.new_uid(), &spec, n, now);
+            let mut compare = head.guard();
+            compare.push(Compare::absent(keys.version_spec(n)));
+            let resp = self
+                .kv
+                .txn(Txn {
+                    compare,
+                    success: write_version(&keys, n, bytes, &meta, now),
+                    failure: vec![TxnOp::Range(FlowHead::range(&keys))],
+                })
+                .await?;
+            if resp.succeeded {
+                let head = FlowHead::empty(&name, &keys, resp.revision);
+                return head.flow(&meta, n, at_version(spec, &name, n));
+            }
+            let fresh = FlowHead::parse(&name, &keys, resp.range(0)?)?;
+            if fresh.unchanged_since(&head) {
+                // Only the version slot was taken: the recorded latest version is stale.
+                if scan {
+                    return Err(Error::internal(format!(
+                        "flow \"{name}\": version {n} exists but no scan finds it"
+                    )));
+                }
+                scan = true;
+            }
+            head = fresh;
+            self.backoff(attempt).await;
+        }
+        Err(contention(&name, self.retry.max_attempts))
+    }
+
+    /// What creating `spec` means given the flow's `head`: a live flow with an equal spec is
+    /// returned as it is; a live flow with another spec is ALREADY_EXISTS; otherwise the next
+    /// version number to write (1 for a new name, `latest_version + 1` after a delete).
+    async fn create_outcome(
+        &self,
+        head: &FlowHead,
+        spec: &FlowSpec,
+        scan: bool,
+    ) -> Result<CreateOutcome> {
+        let name = &head.name;
+        if head.is_live() {
+            let active = head.live()?;
+            let current = self.read_spec(head, active).await?;
+            if current == at_version(spec.clone(), name, active) {
+                return Ok(CreateOutcome::Existing(head.flow(
+                    &head.meta(),
+                    active,
+                    current,
+                )?));
+            }
+            return Err(Error::AlreadyExists(
+                Detail::new(
+                    "FLOW_ALREADY_EXISTS",
+                    format!(
+                        "flow \"{name}\" already exists with a different spec (active version {active}); use UpdateFlow (PUT /v1/flows/{name}) to change it"
+                    ),
+                )
+                .with("flow", name)
+                .with("active_version", active),
+            ));
+        }
+        let n = self
+            .latest_version(head, scan)
+            .await?
+            .map_or(VersionNumber::FIRST, VersionNumber::next);
+        Ok(CreateOutcome::WriteAt(n))
+    }
+
+    /// UpdateFlow (contract B.4). `if_match` is the version of an HTTP `If-Match` header.
+    pub async fn update(&self, req: UpdateFlowRequest, if_match: Option<u64>) -> Result<Flow> {
+        let name = parse_flow_name(&req.name)?;
+        let mut spec = req.spec.unwrap_or_default();
+        let expected = match (spec.version, if_match.unwrap_or(0)) {
+            (0, 0) => None,
+            (v, 0) | (0, v) => Some(v),
+            (a, b) if a == b => Some(a),
+            (a, b) => {
+                return Err(Error::invalid_field(
+                    "CONFLICTING_PRECONDITIONS",
+                    "version",
+                    format!("spec.version {a} and If-Match {b} disagree; give one"),
+                ));
+            }
+        };
+        spec.version = 0;
+        let spec = prepare_update(&name, spec)?;
+        let keys = FlowKeys::new(&name);
+        let now = self.env.now();
+        let mut head = self.read_head(&name, &keys).await?;
+        let mut scan = false;
+
+        for attempt in 1..=self.retry.max_attempts {
+            let active = head.live()?;
+            if let Some(expected) = expected
+                && expected != active.get()
+            {
+                return Err(Error::Aborted(
+                    Detail::new(
+                        "VERSION_MISMATCH",
+                        format!(
+                            "flow \"{name}\" is at version {active}, but the request expects version {expected}"
+                        ),
+                    )
+                    .with("flow", &name)
+                    .with("active_version", active)
+                    .with("expected_version", expected),
+                ));
+            }
+            let same = at_version(spec.clone(), &name, active);
+            let same_bytes = encode_spec(&same)?;
+            let n = self
+                .latest_version(&head, scan)
+                .await?
+                .unwrap_or(active)
+                .max(active)
+                .next();
+            let new_spec = at_version(spec.clone(), &name, n);
+            let new_bytes = encode_spec(&new_spec)?;
+            let mut meta = head.meta();
+            meta.updated_at = Some(now);
+            meta.latest_version = Some(n.get());
+            meta.labels = spec.labels.clone();
+            if meta.uid.is_empty() {
+                // Meta missing or written without a uid by an older writer: repair it.
+                meta.uid = self.env.new_uid();
+                meta.created_at.get_or_insert(now);
+            }
+
+            if req.validate_only {
+                let current = self.read_spec(&head, active).await?;
+                if current == same {
+                    return head.flow(&head.meta(), active, current);
+                }
+                return head.flow(&meta, n, new_spec);
+            }
+
+            let mut compare = head.guard();
+            compare.push(Compare::absent(keys.version_spec(n)));
+            compare.push(Compare::value_not(keys.version_spec(active), same_bytes.clone()));
+            let resp = self
+                .kv
+                .txn(Txn {
+                    compare,
+                    success: write_version(&keys, n, new_bytes, &meta, now),
+                    failure: vec![
+                        TxnOp::Range(FlowHead::range(&keys)),
+                        TxnOp::Range(RangeRequest::key(keys.version_spec(active))),
+                    ],
+                })
+                .await?;
+            if resp.succeeded {
+                return head.flow(&meta, n, new_spec);
+            }
+            let fresh = FlowHead::parse(&name, &keys, resp.range(0)?)?;
+            if fresh.unchanged_since(&head) {
+                match resp.range(1)?.kvs.first() {
+                    // The active spec equals the request: nothing to write (idempotent update).
+                    Some(kv) if kv.value == same_bytes => {
+                        return fresh.flow(&fresh.meta(), active, same);
+                    }
+                    // Version slot n is taken although meta says otherwise: rescan.
+                    Some(_) if !scan => scan = true,
+                    Some(_) => {
+                        return Err(Error::internal(format!(
+                            "flow \"{name}\": version {n} exists but no scan finds it"
+                        )));
+                    }
+                    None => {
+                        return Err(Error::internal(format!(
+                            "flow \"{name}\" points at version {active}, which has no spec"
+                        )));
+                    }
+                }
+            }
+            head = fresh;
+            self.backoff(attempt).await;
+        }
+        Err(contention(&name, self.retry.max_attempts))
+    }
+
+    /// RollbackFlow (contract B.4): moves only `active` (and meta's `updated_at`).
+    pub async fn rollback(&self, name: &str, version: u64) -> Result<Flow> {
+        let name = parse_flow_name(name)?;
+        let target = VersionNumber::new(version).ok_or_else(|| {
+            Error::invalid_field("INVALID_VERSION", "version", "must be at least 1")
+        })?;
+        let keys = FlowKeys::new(&name);
+        let resp = self
+            .kv
+            .txn(Txn::read([
+                FlowHead::range(&keys),
+                RangeRequest::key(keys.version_spec(target)),
+            ]))
+            .await?;
+        let mut head = FlowHead::parse(&name, &keys, resp.range(0)?)?;
+        head.live()?;
+        let spec = match resp.range(1)?.kvs.first() {
+            Some(kv) => decode_spec(&name, target, &kv.value)?,
+            None => return Err(version_not_found(&name, target)),
+        };
+        let now = self.env.now();
+
+        for attempt in 1..=self.retry.max_attempts {
+            let active = head.live()?;
+            if active == target {
+                return head.flow(&head.meta(), target, spec);
+            }
+            let mut meta = head.meta();
+            meta.updated_at = Some(now);
+            let resp = self
+                .kv
+                .txn(Txn {
+                    compare: head.guard(),
+                    success: vec![
+                        TxnOp::put(keys.active(), target.to_string()),
+                        TxnOp::put(keys.meta(), meta.encode()),
+                    ],
+                    failure: vec![TxnOp::Range(FlowHead::range(&keys))],
+                })
+                .await?;
+            if resp.succeeded {
+                return head.flow(&meta, target, spec);
+            }
+            head = FlowHead::parse(&name, &keys, resp.range(0)?)?;
+            self.backoff(attempt).await;
+        }
+        Err(contention(&name, self.retry.max_attempts))
+    }
+
+    /// DeleteFlow (contract B.4): deletes `active`, marks meta deleted; versions stay.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let name = parse_flow_name(name)?;
+        let keys = FlowKeys::new(&name);
+        let mut head = self.read_head(&name, &keys).await?;
+        let now = self.env.now();
+        for attempt in 1..=self.retry.max_attempts {
+            head.live()?;
+            let mut meta = head.meta();
+            meta.deleted = true;
+            meta.deleted_at = Some(now);
+            let resp = self
+                .kv
+                .txn(Txn {
+                    compare: head.guard(),
+                    success: vec![
+                        TxnOp::delete(keys.active()),
+                        TxnOp::put(keys.meta(), meta.encode()),
+                    ],
+                    failure: vec![TxnOp::Range(FlowHead::range(&keys))],
+                })
+                .await?;
+            if resp.succeeded {
+                return Ok(());
+            }
+            head = FlowHead::parse(&name, &keys, resp.range(0)?)?;
+            self.backoff(attempt).await;
+        }
+        Err(contention(&name, self.retry.max_attempts))
+    }
+
+    /// GetFlow: the active version, its spec, status and meta, all at one store revision.
+    pub async fn get(&self, name: &str) -> Result<Flow> {
+        let name = parse_flow_name(name)?;
+        let keys = FlowKeys::new(&name);
+        let head = self.read_head(&name, &keys).await?;
+        let active = head.live()?;
+        let spec = self.read_spec(&head, active).await?;
+        head.flow(&head.meta(), active, spec)
+    }
+
+    /// GetFlowStatus: the controller's status, empty if it wrote none yet.
+    pub async fn status(&self, name: &str) -> Result<FlowStatus> {
+        let name = parse_flow_name(name)?;
+        let keys = FlowKeys::new(&name);
+        let head = self.read_head(&name, &keys).await?;
+        head.live()?;
+        head.status()
+    }
+
+    /// GetFlowVersion: the flow as it was at `version`, without status.
+    pub async fn get_version(&self, name: &str, version: u64) -> Result<Flow> {
+        let name = parse_flow_name(name)?;
+        let v = VersionNumber::new(version).ok_or_else(|| {
+            Error::invalid_field("INVALID_VERSION", "version", "must be at least 1")
+        })?;
+        let keys = FlowKeys::new(&name);
+        let resp = self
+            .kv
+            .txn(Txn::read([
+                FlowHead::range(&keys),
+                RangeRequest::key(keys.version_spec(v)),
+                RangeRequest::key(keys.version_meta(v)),
+            ]))
+            .await?;
+        let head = FlowHead::parse(&name, &keys, resp.range(0)?)?;
+        head.live()?;
+        let spec = match resp.range(1)?.kvs.first() {
+            Some(kv) => decode_spec(&name, v, &kv.value)?,
+            None => return Err(version_not_found(&name, v)),
+        };
+        let created = match resp.range(2)?.kvs.first() {
+            Some(kv) => VersionMeta::decode(name.as_str(), &kv.value)?.created_at,
+            None => None,
+        };
+        let meta = head.meta();
+        let mut flow = head.flow(&meta, v, spec)?;
+        flow.status = None;
+        flow.update_time = created.map(timestamp);
+        Ok(flow)
+    }
+
+    /// Reads the heads of `names` at `revision`, in transactions of at most [`MAX_TXN_OPS`]
+    /// reads, run concurrently.
+    async fn read_heads(&self, names: &[FlowName], revision: i64) -> Result<Vec<FlowHead>> {
+        let chunks = names.chunks(MAX_TXN_OPS).map(|chunk| async move {
+            let keys: Vec<FlowKeys> = chunk.iter().map(FlowKeys::new).collect();
+            let resp = self
+                .kv
+                .txn(Txn::read(
+                    keys.iter()
+                        .map(|k| FlowHead::range(k).at_revision(revision)),
+                ))
+                .await?;
+            chunk
+                .iter()
+                .zip(&keys)
+                .enumerate()
+                .map(|(i, (n, k))| FlowHead::parse(n, k, resp.range(i)?))
+                .collect::<Result<Vec<_>>>()
+        });
+        Ok(try_join_all(chunks).await?.into_iter().flatten().collect())
+    }
+
+    /// ListFlows: live flows in name order, a page at a time, every page read at the first page's
+    /// store revision.
+    ///
+    /// Flow names are discovered with keys-only range reads that skip the rest of a flow's
+    /// subtree as soon as its name is known, then the page's flows are read with one
+    /// `[active, status]` range each (batched into transactions). Per page, that is a bounded
+    /// number of reads whose size does not depend on how many versions the flows have.
+    ///
+    /// Name order is not etcd key order: `a-b/...` sorts before `a/...` because `-` < `/`. A name
+    /// sorts after the names it extends with `-`, so for every name found, those shorter names
+    /// (`a` for `a-b`) are looked up too; the page is then the smallest live names, which is
+    /// exactly the name-ordered page (see the unit tests).
+    pub async fn list(&self, page_size: i32, page_token: &str) -> Result<ListFlowsResponse> {
+        let size = pagination::page_size(page_size)?;
+        let token = PageToken::decode(page_token, "flows")?;
+        let after = match &token {
+            Some(t) => Some(FlowName::parse(&t.after).map_err(|_| {
+                Error::invalid_field(
+                    pagination::INVALID_PAGE_TOKEN,
+                    "page_token",
+                    "is not a token returned by this listing",
+                )
+            })?),
+            None => None,
+        };
+        let revision = token.as_ref().map_or(0, |t| t.revision);
+        let expired = |e: Error| match (&e, revision) {
+            (Error::FailedPrecondition(d), r) if d.reason == super::kv::REVISION_COMPACTED && r > 0 => {
+                pagination::expired(r)
+            }
+            _ => e,
+        };
+        self.list_page(size, after, revision).await.map_err(expired)
+    }
+
+    async fn list_page(
+        &self,
+        size: usize,
+        after: Option<FlowName>,
+        mut revision: i64,
+    ) -> Result<ListFlowsResponse> {
+        let want = size + 1; // one more than the page tells whether there is a next page
+        let (start, end) = keys::all_flows();
+        // Names after `after` by name start at `<after>-` by key (see the method docs above).
+        let mut cursor = match &after {
+            Some(a) => format!("{}{a}-", keys::FLOWS_PREFIX).into_bytes(),
+            None => start,
+        };
+        let is_after = |n: &FlowName| after.as_ref().is_none_or(|a| n > a);
+
+        // Names the scan found with an `active` key, and the shorter names they extend.
+        let mut scanned: BTreeSet<FlowName> = BTreeSet::new();
+        let mut probes: BTreeSet<FlowName> = BTreeSet::new();
+        // Heads read so far: `Some` for a live flow, `None` for one that is not.
+        let mut heads: BTreeMap<FlowName, Option<FlowHead>> = BTreeMap::new();
+        // Scanned names that are live or not read yet: an upper bound of what the page can use.
+        let possible = |scanned: &BTreeSet<FlowName>, heads: &BTreeMap<FlowName, Option<FlowHead>>| {
+            scanned
+                .iter()
+                .filter(|n| heads.get(*n).is_none_or(Option::is_some))
+                .count()
+        };
+        let mut exhausted = false;
+        let mut limit = (4 * want).max(16) as i64;
+
+        loop {
+            while !exhausted && possible(&scanned, &heads) < want {
+                let resp = self
+                    .kv
+                    .range(
+                        RangeRequest::range(cursor.clone(), end.clone())
+                            .keys_only()
+                            .limit(limit)
+                            .at_revision(revision),
+                    )
+                    .await?;
+                if revision == 0 {
+                    revision = resp.revision;
+                }
+                let mut flows_seen = 0usize;
+                let mut last: Option<FlowName> = None;
+                for kv in &resp.kvs {
+                    let Some((name, kind)) = keys::parse_flow_key(&kv.key) else {
+                        continue;
+                    };
+                    if last.as_ref() != Some(&name) {
+                        flows_seen += 1;
+                        last = Some(name.clone());
+                    }
+                    if kind == FlowKeyKind::Active && is_after(&name) {
+                        probes.extend(name.dash_prefixes().filter(|p| is_after(p)));
+                        scanned.insert(name);
+                    }
+                }
+                match (last, resp.more) {
+                    (Some(last), true) => {
+                        // Skip the rest of the last flow's versions; size the next read from
+                        // the keys per flow this one saw, within bounds.
+                        cursor = FlowKeys::new(&last).subtree_end();
+                        let per_flow = resp.kvs.len() / flows_seen.max(1) + 1;
+                        let missing = want.saturating_sub(possible(&scanned, &heads)).max(1);
+                        limit = ((missing * per_flow) as i64).clamp(16, 10_000);
+                    }
+                    _ => exhausted = true,
+                }
+            }
+
+            let unread: Vec<FlowName> = scanned
+                .iter()
+                .chain(&probes)
+                .filter(|n| !heads.contains_key(*n))
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for head in self.read_heads(&unread, revision).await? {
+                let live = head.is_live().then_some(head.clone());
+                heads.insert(head.name, live);
+            }
+            if exhausted || possible(&scanned, &heads) >= want {
+                break;
+            }
+        }
+
+        let live: Vec<&FlowHead> = heads.values().flatten().collect();
+        let mut flows = Vec::with_capacity(size.min(live.len()));
+        for head in live.iter().take(size) {
+            flows.push(FlowSummary {
+                name: head.name.as_str().to_owned(),
+                status: Some(head.status()?),
+                version: head.active.map_or(0, VersionNumber::get),
+            });
+        }
+        let next_page_token = match (live.len() > size, flows.last()) {
+            (true, Some(last)) => PageToken {
+                listing: "flows".into(),
+                revision,
+                after: last.name.clone(),
+            }
+            .encode(),
+            _ => String::new(),
+        };
+        Ok(ListFlowsResponse {
+            flows,
+            next_page_token,
+        })
+    }
+
+    /// ListFlowVersions: every version of a live flow, ascending, a page at a time. Versions are
+    /// numbered 1..=latest, so a page is read by number (one small read per version, batched),
+    /// never by scanning the flow's keys.
+    pub async fn list_versions(
+        &self,
+        name: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<ListFlowVersionsResponse> {
+        let name = parse_flow_name(name)?;
+        let size = pagination::page_size(page_size)?;
+        let listing = format!("versions/{name}");
+        let token = PageToken::decode(page_token, &listing)?;
+        let after = match &token {
+            Some(t) => t.after.parse::<u64>().map_err(|_| {
+                Error::invalid_field(
+                    pagination::INVALID_PAGE_TOKEN,
+                    "page_token",
+                    "is not a token returned by this listing",
+                )
+            })?,
+            None => 0,
+        };
+        let revision = token.as_ref().map_or(0, |t| t.revision);
+        self.list_versions_page(&name, size, after, revision)
+            .await
+            .map_err(|e| match &e {
+                Error::FailedPrecondition(d)
+                    if d.reason == super::kv::REVISION_COMPACTED && revision > 0 =>
+                {
+                    pagination::expired(revision)
+                }
+                _ => e,
+            })
+    }
+
+    async fn list_versions_page(
+        &self,
+        name: &FlowName,
+        size: usize,
+        after: u64,
+        revision: i64,
+    ) -> Result<ListFlowVersionsResponse> {
+        let keys = FlowKeys::new(name);
+        let resp = self
+            .kv
+            .range(FlowHead::range(&keys).at_revision(revision))
+            .await?;
+        let head = FlowHead::parse(name, &keys, &resp)?;
+        let active = head.live()?;
+        let latest = self.latest_version(&head, false).await?.map_or(0, VersionNumber::get);
+        let first = after + 1;
+        let last = latest.min(after.saturating_add(size as u64));
+        let numbers: Vec<VersionNumber> = (first..=last).filter_map(VersionNumber::new).collect();
+
+        let reads = numbers.chunks(MAX_TXN_OPS / 2).map(|chunk| {
+            let keys = &keys;
+            let revision = head.revision;
+            async move {
+                let resp = self
+                    .kv
+                    .txn(Txn::read(chunk.iter().flat_map(|v| {
+                        [
+                            RangeRequest::key(keys.version_meta(*v)).at_revision(revision),
+                            RangeRequest::key(keys.version_spec(*v))
+                                .keys_only()
+                                .at_revision(revision),
+                        ]
+                    })))
+                    .await?;
+                let mut out = Vec::with_capacity(chunk.len());
+                for (i, v) in chunk.iter().enumerate() {
+                    let meta = resp.range(2 * i)?.kvs.first();
+                    let exists = !resp.range(2 * i + 1)?.kvs.is_empty();
+                    if !exists {
+                        continue; // a gap left by data this API did not write
+                    }
+                    let created = match meta {
+                        Some(kv) => VersionMeta::decode(name.as_str(), &kv.value)?.created_at,
+                        None => None,
+                    };
+                    out.push(FlowVersion {
+                        version: v.get(),
+                        create_time: created.map(timestamp),
+                        active: *v == active,
+                    });
+                }
+                Ok::<_, Error>(out)
+            }
+        });
+        let versions: Vec<FlowVersion> = try_join_all(reads).await?.into_iter().flatten().collect();
+        let next_page_token = if last < latest {
+            PageToken {
+                listing: format!("versions/{name}"),
+                revision: head.revision,
+                after: last.to_string(),
+            }
+            .encode()
+        } else {
+            String::new()
+        };
+        Ok(ListFlowVersionsResponse {
+            versions,
+            next_page_token,
+        })
+    }
+}
+
+/// What [`FlowRegistry::create_outcome`] decided.
+enum CreateOutcome {
+    /// The live flow already has this spec: return it, write nothing.
+    Existing(Flow),
+    /// Write the spec as this version.
+    WriteAt(VersionNumber),
+}
