@@ -8,4 +8,10 @@
 //! - `local`: the local server binary's configuration, startup and shutdown.
 
 pub mod core;
+#[cfg(feature = "server")]
+pub mod handler;
 pub mod proto;
+#[cfg(feature = "server")]
+pub mod store;
+#[cfg(feature = "server")]
+pub mod testkit;

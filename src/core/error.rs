@@ -94,6 +94,8 @@ pub enum Error {
     /// The store cannot be reached or did not answer in time. Safe to retry: every write is
     /// idempotent for an equal spec.
     Unavailable(Detail),
+    /// The whole request took longer than the server allows.
+    DeadlineExceeded(Detail),
     /// A bug or corrupt stored data. Never returned for bad input.
     Internal(Detail),
 }
@@ -167,6 +169,7 @@ impl Error {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Unavailable(_) => Code::Unavailable,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Internal(_) => Code::Internal,
         }
     }
@@ -182,6 +185,7 @@ impl Error {
             | Error::Unauthenticated(detail)
             | Error::Unimplemented(detail)
             | Error::Unavailable(detail)
+            | Error::DeadlineExceeded(detail)
             | Error::Internal(detail) => detail,
         }
     }

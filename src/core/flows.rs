@@ -19,24 +19,26 @@ use super::environment::{Environment, RetryPolicy};
 use super::error::{Detail, Error, Result};
 use super::keys::{self, FlowKeyKind, FlowKeys};
 use super::kv::{Compare, Kv, MAX_TXN_OPS, RangeRequest, RangeResponse, Txn, TxnOp};
+use super::locks::FlowLocks;
 use super::meta::{FlowMeta, VersionMeta, timestamp};
 use super::names::{FlowName, VersionNumber};
 use super::pagination::{self, PageToken};
 use super::validation::{prepare_create, prepare_update};
 use crate::proto::v1::{
-    CreateFlowRequest, Flow, FlowSpec, FlowStatus, FlowSummary, FlowVersion, ListFlowVersionsResponse,
-    ListFlowsResponse, UpdateFlowRequest,
+    CreateFlowRequest, Flow, FlowSpec, FlowStatus, FlowSummary, FlowVersion,
+    ListFlowVersionsResponse, ListFlowsResponse, UpdateFlowRequest,
 };
 
 /// The largest binary `FlowSpec` stored (contract B.5).
 pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
 
 /// Flow versioning over a transactional KV store.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FlowRegistry<K, E> {
     kv: K,
     env: E,
     retry: RetryPolicy,
+    locks: FlowLocks,
 }
 
 /// Parses a flow name given in a request path or field.
@@ -259,6 +261,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             kv,
             env,
             retry: RetryPolicy::default(),
+            locks: FlowLocks::default(),
         }
     }
 
@@ -311,15 +314,25 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                     .at_revision(head.revision),
             )
             .await?;
-        let scanned = resp.kvs.iter().filter_map(|kv| keys::version_of_key(&kv.key)).max();
+        let scanned = resp
+            .kvs
+            .iter()
+            .filter_map(|kv| keys::version_of_key(&kv.key))
+            .max();
         Ok([scanned, recorded, head.active].into_iter().flatten().max())
     }
 
-    async fn backoff(&self, attempt: u32) {
+    /// The state to try again with after losing a race (attempt `attempt` failed). The first
+    /// retry uses the state the failed transaction's `else` branch returned. Later ones wait a
+    /// jittered backoff first and then read the state again: anything held across the wait would
+    /// be stale.
+    async fn after_lost_race(&self, attempt: u32, fresh: FlowHead) -> Result<FlowHead> {
         let delay = self.retry.delay(attempt, self.env.random());
-        if !delay.is_zero() {
-            self.env.sleep(delay).await;
+        if delay.is_zero() {
+            return Ok(fresh);
         }
+        self.env.sleep(delay).await;
+        self.read_head(&fresh.name, &fresh.keys).await
     }
 
     /// CreateFlow (contract B.4).
@@ -331,7 +344,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         if req.validate_only {
             let head = self.read_head(&name, &keys).await?;
             return match self.create_outcome(&head, &spec, false).await? {
-                CreateOutcome::Existing(flow) => Ok(flow),
+                CreateOutcome::Existing(flow) => Ok(*flow),
                 CreateOutcome::WriteAt(n) => {
                     // What would be stored; the uid is only assigned by a real create.
                     let meta = new_incarnation(head.meta.as_ref(), String::new(), &spec, n, now);
@@ -341,6 +354,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             };
         }
 
+        let _writing = self.locks.lock(&name).await;
         // Fast path, one round trip: the name was never used.
         let v1 = VersionNumber::FIRST;
         let bytes = encode_spec(&at_version(spec.clone(), &name, v1))?;
@@ -366,7 +380,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         let mut scan = false;
         for attempt in 1..=self.retry.max_attempts {
             let n = match self.create_outcome(&head, &spec, scan).await? {
-                CreateOutcome::Existing(flow) => return Ok(flow),
+                CreateOutcome::Existing(flow) => return Ok(*flow),
                 CreateOutcome::WriteAt(n) => n,
             };
             // Re-create a deleted flow (or one whose versions exist without meta) at `n`, with a
@@ -396,9 +410,10 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                     )));
                 }
                 scan = true;
+                head = fresh;
+                continue;
             }
-            head = fresh;
-            self.backoff(attempt).await;
+            head = self.after_lost_race(attempt, fresh).await?;
         }
         Err(contention(&name, self.retry.max_attempts))
     }
@@ -417,11 +432,11 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             let active = head.live()?;
             let current = self.read_spec(head, active).await?;
             if current == at_version(spec.clone(), name, active) {
-                return Ok(CreateOutcome::Existing(head.flow(
+                return Ok(CreateOutcome::Existing(Box::new(head.flow(
                     &head.meta(),
                     active,
                     current,
-                )?));
+                )?)));
             }
             return Err(Error::AlreadyExists(
                 Detail::new(
@@ -461,6 +476,11 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         let spec = prepare_update(&name, spec)?;
         let keys = FlowKeys::new(&name);
         let now = self.env.now();
+        let _writing = if req.validate_only {
+            None
+        } else {
+            Some(self.locks.lock(&name).await)
+        };
         let mut head = self.read_head(&name, &keys).await?;
         let mut scan = false;
 
@@ -511,7 +531,10 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
 
             let mut compare = head.guard();
             compare.push(Compare::absent(keys.version_spec(n)));
-            compare.push(Compare::value_not(keys.version_spec(active), same_bytes.clone()));
+            compare.push(Compare::value_not(
+                keys.version_spec(active),
+                same_bytes.clone(),
+            ));
             let resp = self
                 .kv
                 .txn(Txn {
@@ -534,7 +557,11 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                         return fresh.flow(&fresh.meta(), active, same);
                     }
                     // Version slot n is taken although meta says otherwise: rescan.
-                    Some(_) if !scan => scan = true,
+                    Some(_) if !scan => {
+                        scan = true;
+                        head = fresh;
+                        continue;
+                    }
                     Some(_) => {
                         return Err(Error::internal(format!(
                             "flow \"{name}\": version {n} exists but no scan finds it"
@@ -547,8 +574,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                     }
                 }
             }
-            head = fresh;
-            self.backoff(attempt).await;
+            head = self.after_lost_race(attempt, fresh).await?;
         }
         Err(contention(&name, self.retry.max_attempts))
     }
@@ -560,6 +586,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             Error::invalid_field("INVALID_VERSION", "version", "must be at least 1")
         })?;
         let keys = FlowKeys::new(&name);
+        let _writing = self.locks.lock(&name).await;
         let resp = self
             .kv
             .txn(Txn::read([
@@ -596,8 +623,8 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             if resp.succeeded {
                 return head.flow(&meta, target, spec);
             }
-            head = FlowHead::parse(&name, &keys, resp.range(0)?)?;
-            self.backoff(attempt).await;
+            let fresh = FlowHead::parse(&name, &keys, resp.range(0)?)?;
+            head = self.after_lost_race(attempt, fresh).await?;
         }
         Err(contention(&name, self.retry.max_attempts))
     }
@@ -606,6 +633,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
     pub async fn delete(&self, name: &str) -> Result<()> {
         let name = parse_flow_name(name)?;
         let keys = FlowKeys::new(&name);
+        let _writing = self.locks.lock(&name).await;
         let mut head = self.read_head(&name, &keys).await?;
         let now = self.env.now();
         for attempt in 1..=self.retry.max_attempts {
@@ -627,8 +655,8 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             if resp.succeeded {
                 return Ok(());
             }
-            head = FlowHead::parse(&name, &keys, resp.range(0)?)?;
-            self.backoff(attempt).await;
+            let fresh = FlowHead::parse(&name, &keys, resp.range(0)?)?;
+            head = self.after_lost_race(attempt, fresh).await?;
         }
         Err(contention(&name, self.retry.max_attempts))
     }
@@ -733,7 +761,9 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         };
         let revision = token.as_ref().map_or(0, |t| t.revision);
         let expired = |e: Error| match (&e, revision) {
-            (Error::FailedPrecondition(d), r) if d.reason == super::kv::REVISION_COMPACTED && r > 0 => {
+            (Error::FailedPrecondition(d), r)
+                if d.reason == super::kv::REVISION_UNAVAILABLE && r > 0 =>
+            {
                 pagination::expired(r)
             }
             _ => e,
@@ -762,7 +792,8 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         // Heads read so far: `Some` for a live flow, `None` for one that is not.
         let mut heads: BTreeMap<FlowName, Option<FlowHead>> = BTreeMap::new();
         // Scanned names that are live or not read yet: an upper bound of what the page can use.
-        let possible = |scanned: &BTreeSet<FlowName>, heads: &BTreeMap<FlowName, Option<FlowHead>>| {
+        let possible = |scanned: &BTreeSet<FlowName>,
+                        heads: &BTreeMap<FlowName, Option<FlowHead>>| {
             scanned
                 .iter()
                 .filter(|n| heads.get(*n).is_none_or(Option::is_some))
@@ -882,7 +913,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             .await
             .map_err(|e| match &e {
                 Error::FailedPrecondition(d)
-                    if d.reason == super::kv::REVISION_COMPACTED && revision > 0 =>
+                    if d.reason == super::kv::REVISION_UNAVAILABLE && revision > 0 =>
                 {
                     pagination::expired(revision)
                 }
@@ -904,7 +935,10 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             .await?;
         let head = FlowHead::parse(name, &keys, &resp)?;
         let active = head.live()?;
-        let latest = self.latest_version(&head, false).await?.map_or(0, VersionNumber::get);
+        let latest = self
+            .latest_version(&head, false)
+            .await?
+            .map_or(0, VersionNumber::get);
         let first = after + 1;
         let last = latest.min(after.saturating_add(size as u64));
         let numbers: Vec<VersionNumber> = (first..=last).filter_map(VersionNumber::new).collect();
@@ -965,7 +999,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
 /// What [`FlowRegistry::create_outcome`] decided.
 enum CreateOutcome {
     /// The live flow already has this spec: return it, write nothing.
-    Existing(Flow),
+    Existing(Box<Flow>),
     /// Write the spec as this version.
     WriteAt(VersionNumber),
 }

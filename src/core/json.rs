@@ -260,10 +260,13 @@ mod tests {
 
     #[test]
     fn mode_conflicts_are_rejected() {
-        let e = decode_flow_spec(br#"{"name":"x","mode":"JOB","execution":{"mode":"EXECUTION_MODE_STREAMING"}}"#)
-            .unwrap_err();
+        let e = decode_flow_spec(
+            br#"{"name":"x","mode":"JOB","execution":{"mode":"EXECUTION_MODE_STREAMING"}}"#,
+        )
+        .unwrap_err();
         assert_eq!(field_of(&e), "mode");
-        let ok = decode_flow_spec(br#"{"name":"x","mode":"STREAMING","execution":{"mode":1}}"#).unwrap();
+        let ok =
+            decode_flow_spec(br#"{"name":"x","mode":"STREAMING","execution":{"mode":1}}"#).unwrap();
         assert_eq!(ok.execution.unwrap().mode, 1);
         let e = decode_flow_spec(br#"{"name":"x","mode":"FAST"}"#).unwrap_err();
         assert!(e.message().contains("JOB"), "{e}");
@@ -299,7 +302,15 @@ mod tests {
 
     #[test]
     fn malformed_and_empty_bodies() {
-        for body in [&b""[..], b"  ", b"{", b"{\"name\":", b"nul", b"{} x", b"\xff\xfe"] {
+        for body in [
+            &b""[..],
+            b"  ",
+            b"{",
+            b"{\"name\":",
+            b"nul",
+            b"{} x",
+            b"\xff\xfe",
+        ] {
             let e = decode_flow_spec(body).unwrap_err();
             assert_eq!(e.code(), Code::InvalidArgument, "{body:?}");
         }

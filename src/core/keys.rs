@@ -207,8 +207,14 @@ mod tests {
         assert_eq!(k.active(), b"/flowpipe/flows/example/active");
         assert_eq!(k.meta(), b"/flowpipe/flows/example/meta");
         assert_eq!(k.status(), b"/flowpipe/flows/example/status");
-        assert_eq!(k.version_spec(v3), b"/flowpipe/flows/example/versions/3/spec");
-        assert_eq!(k.version_meta(v3), b"/flowpipe/flows/example/versions/3/meta");
+        assert_eq!(
+            k.version_spec(v3),
+            b"/flowpipe/flows/example/versions/3/spec"
+        );
+        assert_eq!(
+            k.version_meta(v3),
+            b"/flowpipe/flows/example/versions/3/meta"
+        );
         assert_eq!(k.subtree_end(), b"/flowpipe/flows/example0");
     }
 
@@ -243,12 +249,11 @@ mod tests {
             parse_flow_key(&k.version_spec(v)),
             Some((name("my-flow"), FlowKeyKind::VersionSpec(v)))
         );
+        assert_eq!(parse_flow_key(&k.active()).unwrap().1, FlowKeyKind::Active);
         assert_eq!(
-            parse_flow_key(&k.active()).unwrap().1,
-            FlowKeyKind::Active
-        );
-        assert_eq!(
-            parse_flow_key(b"/flowpipe/flows/x/versions/01/spec").unwrap().1,
+            parse_flow_key(b"/flowpipe/flows/x/versions/01/spec")
+                .unwrap()
+                .1,
             FlowKeyKind::Other
         );
         assert_eq!(parse_flow_key(b"/flowpipe/flows/Bad/active"), None);

@@ -231,7 +231,7 @@ pub const MAX_TXN_OPS: usize = 100;
 /// A transactional key-value store with etcd's semantics. Errors are already API errors
 /// (`Unavailable` for a store that cannot be reached, `Internal` otherwise), except a read at a
 /// compacted revision, which is [`super::Error::FailedPrecondition`] with reason
-/// [`REVISION_COMPACTED`] so pagination can turn it into an expired page token.
+/// [`REVISION_UNAVAILABLE`] (also for a revision in the future) so pagination can turn it into an expired page token.
 ///
 /// Implementations are cheap to clone handles to one shared client or database.
 pub trait Kv: Send + Sync {
@@ -240,4 +240,4 @@ pub trait Kv: Send + Sync {
 }
 
 /// `ErrorInfo.reason` of a read at a revision the store no longer has.
-pub const REVISION_COMPACTED: &str = "REVISION_COMPACTED";
+pub const REVISION_UNAVAILABLE: &str = "REVISION_UNAVAILABLE";

@@ -13,6 +13,7 @@ pub mod flows;
 pub mod json;
 pub mod keys;
 pub mod kv;
+pub mod locks;
 pub mod meta;
 pub mod names;
 pub mod pagination;

@@ -186,7 +186,17 @@ mod tests {
     #[test]
     fn canonical_versions_have_no_leading_zeros() {
         assert_eq!(VersionNumber::parse_canonical("12").unwrap().get(), 12);
-        for bad in ["", "0", "01", "-1", "+1", " 1", "1 ", "x", "18446744073709551616"] {
+        for bad in [
+            "",
+            "0",
+            "01",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "x",
+            "18446744073709551616",
+        ] {
             assert!(VersionNumber::parse_canonical(bad).is_none(), "{bad:?}");
         }
     }

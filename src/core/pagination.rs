@@ -107,7 +107,12 @@ mod tests {
         assert_eq!(PageToken::decode(&s, "flows").unwrap(), Some(t));
         assert!(PageToken::decode(&s, "versions/x").is_err());
         assert_eq!(PageToken::decode("", "flows").unwrap(), None);
-        for bad in ["!!!", "e30", "bm90IGpzb24", "eyJrIjoiZmxvd3MiLCJyIjowLCJhIjoiIn0"] {
+        for bad in [
+            "!!!",
+            "e30",
+            "bm90IGpzb24",
+            "eyJrIjoiZmxvd3MiLCJyIjowLCJhIjoiIn0",
+        ] {
             let e = PageToken::decode(bad, "flows").unwrap_err();
             assert_eq!(e.violations()[0].field, "page_token", "{bad}");
         }

@@ -50,9 +50,7 @@ fn to_record(def: &SchemaDefinition) -> SchemaRecord {
 }
 
 fn from_record(id: &SchemaId, bytes: &[u8]) -> Result<SchemaDefinition> {
-    let corrupt = |e: String| {
-        Error::internal(format!("stored schema \"{id}\" is not valid: {e}"))
-    };
+    let corrupt = |e: String| Error::internal(format!("stored schema \"{id}\" is not valid: {e}"));
     let r: SchemaRecord = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     let raw = STANDARD
         .decode(&r.raw_schema)
@@ -85,7 +83,9 @@ impl SchemaState {
                 let v = std::str::from_utf8(&kv.value)
                     .ok()
                     .and_then(|s| s.parse::<u32>().ok())
-                    .ok_or_else(|| Error::internal("stored schema active pointer is not a number"))?;
+                    .ok_or_else(|| {
+                        Error::internal("stored schema active pointer is not a number")
+                    })?;
                 state.active = Some(v);
                 state.active_mod = kv.mod_revision;
             } else if let Some(v) = keys.version_of(&kv.key) {

@@ -80,7 +80,8 @@ pub fn check_body(spec: &FlowSpec) -> Vec<FieldViolation> {
                         at("name"),
                         format!(
                             "duplicate stage name {:?} (also stages[{}])",
-                            s.name, first_stage[s.name.as_str()]
+                            s.name,
+                            first_stage[s.name.as_str()]
                         ),
                     ));
                 } else {
@@ -216,7 +217,10 @@ mod tests {
 
     #[test]
     fn a_flow_without_stages_is_valid() {
-        let (name, s) = prepare_create(spec(r#"{"name":"example","mode":"JOB","queues":[],"stages":[]}"#)).unwrap();
+        let (name, s) = prepare_create(spec(
+            r#"{"name":"example","mode":"JOB","queues":[],"stages":[]}"#,
+        ))
+        .unwrap();
         assert_eq!(name.as_str(), "example");
         assert!(s.stages.is_empty());
     }

@@ -184,14 +184,14 @@ fn every_message_round_trips_through_binary_and_json() {
     let s = &mut BTreeSet::new();
     round_trip("ObservabilityConfig", observability(), s);
     let o = observability();
-    round_trip("ObservabilityConfig.TracingConfig", o.tracing.clone().unwrap(), s);
+    round_trip("ObservabilityConfig.TracingConfig", o.tracing.unwrap(), s);
     round_trip(
         "ObservabilityConfig.TracingConfig.BatchConfig",
         o.tracing.unwrap().batch.unwrap(),
         s,
     );
     round_trip("ObservabilityConfig.MetricsConfig", o.metrics.unwrap(), s);
-    round_trip("ObservabilityConfig.LoggingConfig", o.logging.clone().unwrap(), s);
+    round_trip("ObservabilityConfig.LoggingConfig", o.logging.unwrap(), s);
     round_trip(
         "ObservabilityConfig.LoggingConfig.BatchConfig",
         o.logging.unwrap().batch.unwrap(),
@@ -230,7 +230,11 @@ fn every_message_round_trips_through_binary_and_json() {
         },
         s,
     );
-    round_trip("DeleteFlowRequest", DeleteFlowRequest { name: "x".into() }, s);
+    round_trip(
+        "DeleteFlowRequest",
+        DeleteFlowRequest { name: "x".into() },
+        s,
+    );
     round_trip("GetFlowRequest", GetFlowRequest { name: "x".into() }, s);
     round_trip(
         "ListFlowsRequest",
@@ -254,7 +258,11 @@ fn every_message_round_trips_through_binary_and_json() {
         },
         s,
     );
-    round_trip("GetFlowStatusRequest", GetFlowStatusRequest { name: "x".into() }, s);
+    round_trip(
+        "GetFlowStatusRequest",
+        GetFlowStatusRequest { name: "x".into() },
+        s,
+    );
     round_trip(
         "RollbackFlowRequest",
         RollbackFlowRequest {
@@ -277,7 +285,7 @@ fn every_message_round_trips_through_binary_and_json() {
         create_time: Some(ts()),
         active: true,
     };
-    round_trip("FlowVersion", fv.clone(), s);
+    round_trip("FlowVersion", fv, s);
     round_trip(
         "ListFlowVersionsResponse",
         ListFlowVersionsResponse {
@@ -415,9 +423,10 @@ fn json_uses_camel_case_emits_defaults_and_writes_u64_as_strings() {
 
 #[test]
 fn json_input_accepts_numbers_for_enums_and_u64() {
-    let s: FlowStatus =
-        serde_json::from_str(r#"{"state":3,"activeVersion":12,"last_updated":"2024-01-01T00:00:00Z"}"#)
-            .unwrap();
+    let s: FlowStatus = serde_json::from_str(
+        r#"{"state":3,"activeVersion":12,"last_updated":"2024-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
     assert_eq!(s.state, FlowState::Running as i32);
     assert_eq!(s.active_version, 12);
     let k = Kind::BoolValue(true);

@@ -180,11 +180,15 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
-        ListVisitor.visit_seq(seq).map(|l| Kind::ListValue(l).into())
+        ListVisitor
+            .visit_seq(seq)
+            .map(|l| Kind::ListValue(l).into())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        StructVisitor.visit_map(map).map(|s| Kind::StructValue(s).into())
+        StructVisitor
+            .visit_map(map)
+            .map(|s| Kind::StructValue(s).into())
     }
 }
 
@@ -257,7 +261,9 @@ pub struct Timestamp {
 
 impl Timestamp {
     fn to_chrono(self) -> Option<chrono::DateTime<chrono::Utc>> {
-        let nanos = u32::try_from(self.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+        let nanos = u32::try_from(self.nanos)
+            .ok()
+            .filter(|n| *n < 1_000_000_000)?;
         chrono::DateTime::from_timestamp(self.seconds, nanos)
     }
 }
@@ -309,13 +315,28 @@ mod tests {
     fn timestamps_are_canonical_protojson() {
         let t = |seconds, nanos| serde_json::to_string(&Timestamp { seconds, nanos }).unwrap();
         assert_eq!(t(1_700_000_000, 0), r#""2023-11-14T22:13:20Z""#);
-        assert_eq!(t(1_700_000_000, 500_000_000), r#""2023-11-14T22:13:20.500Z""#);
+        assert_eq!(
+            t(1_700_000_000, 500_000_000),
+            r#""2023-11-14T22:13:20.500Z""#
+        );
         assert_eq!(t(1_700_000_000, 1_000), r#""2023-11-14T22:13:20.000001Z""#);
         assert_eq!(t(1_700_000_000, 5), r#""2023-11-14T22:13:20.000000005Z""#);
         let back: Timestamp = serde_json::from_str(r#""2023-11-14T23:13:20.5+01:00""#).unwrap();
-        assert_eq!(back, Timestamp { seconds: 1_700_000_000, nanos: 500_000_000 });
+        assert_eq!(
+            back,
+            Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 500_000_000
+            }
+        );
         assert!(serde_json::from_str::<Timestamp>(r#""yesterday""#).is_err());
-        assert!(serde_json::to_string(&Timestamp { seconds: 0, nanos: -1 }).is_err());
+        assert!(
+            serde_json::to_string(&Timestamp {
+                seconds: 0,
+                nanos: -1
+            })
+            .is_err()
+        );
     }
 
     #[test]

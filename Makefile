@@ -1,0 +1,19 @@
+# The two commands of README.md:
+#   make run    build and start the API on the embedded store (REST :8080, gRPC :9090)
+#   make test   install what the tests need, then every check CI runs
+CARGO ?= cargo
+
+.PHONY: run test check-core lint unit-and-integration
+
+run:
+	@scripts/ensure-tools.sh build
+	$(CARGO) run --bin flow-api -- $(ARGS)
+
+test:
+	@scripts/ensure-tools.sh test
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	@# The portable core builds without the server stack (wasm32-wasip1 readiness).
+	$(CARGO) build --lib --no-default-features
+	$(CARGO) test --lib --no-default-features
+	$(CARGO) test --all-targets

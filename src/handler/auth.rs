@@ -1,0 +1,66 @@
+//! API-key authentication, shared by REST and gRPC: `Authorization: Bearer <key>` (the scheme
+//! case-insensitive), compared in constant time. Health endpoints never require it.
+
+use subtle::ConstantTimeEq;
+
+use crate::core::{Detail, Error};
+
+/// The configured API key. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct ApiKey(Vec<u8>);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl ApiKey {
+    /// `None` for an empty key: enabling authentication without a key is a startup error.
+    pub fn new(key: &str) -> Option<Self> {
+        let key = key.trim();
+        (!key.is_empty()).then(|| ApiKey(key.as_bytes().to_vec()))
+    }
+
+    /// Checks an `Authorization` header value.
+    pub fn check(&self, authorization: Option<&[u8]>) -> Result<(), Error> {
+        let Some(value) = authorization else {
+            return Err(unauthenticated(
+                "missing Authorization header; send `Authorization: Bearer <api key>`",
+            ));
+        };
+        let value = std::str::from_utf8(value).unwrap_or("").trim();
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(unauthenticated("Authorization must use the Bearer scheme"));
+        }
+        if bool::from(token.trim().as_bytes().ct_eq(&self.0)) {
+            Ok(())
+        } else {
+            Err(unauthenticated("invalid API key"))
+        }
+    }
+}
+
+fn unauthenticated(message: &str) -> Error {
+    Error::Unauthenticated(Detail::new("UNAUTHENTICATED", message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        let k = ApiKey::new("s3cret").unwrap();
+        assert!(k.check(Some(b"Bearer s3cret")).is_ok());
+        assert!(k.check(Some(b"bearer s3cret")).is_ok());
+        assert!(k.check(Some(b"BEARER   s3cret ")).is_ok());
+        assert!(k.check(Some(b"Bearer s3cre")).is_err());
+        assert!(k.check(Some(b"Basic s3cret")).is_err());
+        assert!(k.check(Some(b"s3cret")).is_err());
+        assert!(k.check(None).is_err());
+        assert!(ApiKey::new("  ").is_none());
+        assert_eq!(format!("{k:?}"), "ApiKey(<redacted>)");
+    }
+}

@@ -1,0 +1,179 @@
+//! The two renderings of [`Error`], each written once: REST (HTTP status + the contract's JSON
+//! body, A.3) and gRPC (`tonic::Status` with details in `grpc-status-details-bin`).
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::core::error::ERROR_DOMAIN;
+use crate::core::{Code, Error};
+
+/// HTTP status of a gRPC code (contract A.3).
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        // 499 "client closed request", as grpc-gateway.
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        Code::Internal | Code::Unknown | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+    }
+}
+
+/// The `google.rpc.Status` JSON body of an error (contract A.3).
+pub fn status_json(e: &Error) -> Value {
+    let d = e.detail();
+    let metadata: serde_json::Map<String, Value> = d
+        .metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
+        .collect();
+    let mut details = vec![json!({
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": d.reason,
+        "domain": ERROR_DOMAIN,
+        "metadata": metadata,
+    })];
+    if !e.violations().is_empty() {
+        let violations: Vec<Value> = e
+            .violations()
+            .iter()
+            .map(|v| json!({"field": v.field, "description": v.description}))
+            .collect();
+        details.push(json!({
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": violations,
+        }));
+    }
+    json!({"code": e.code() as i32, "message": d.message, "details": details})
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        // A too-large request is 413 over REST (contract B.5), RESOURCE_EXHAUSTED in the body.
+        let status = match &self {
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            e => http_status(e.code()),
+        };
+        if status.is_server_error() {
+            tracing::error!(code = ?self.code(), reason = self.reason(), "{}", self.message());
+        }
+        let body = serde_json::to_vec(&status_json(&self)).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"flowpipe\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        let d = e.detail();
+        let mut details = ErrorDetails::new();
+        let metadata: HashMap<String, String> = d
+            .metadata
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
+        details.set_error_info(d.reason, ERROR_DOMAIN, metadata);
+        for v in e.violations() {
+            details.add_bad_request_violation(&v.field, &v.description);
+        }
+        if matches!(
+            e.code(),
+            Code::Internal | Code::Unavailable | Code::DeadlineExceeded
+        ) {
+            tracing::error!(code = ?e.code(), reason = e.reason(), "{}", e.message());
+        }
+        tonic::Status::with_error_details(
+            tonic::Code::from_i32(e.code() as i32),
+            d.message.clone(),
+            details,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::FieldViolation;
+
+    #[test]
+    fn every_code_has_the_contract_status() {
+        let table = [
+            (Code::InvalidArgument, 400),
+            (Code::FailedPrecondition, 400),
+            (Code::OutOfRange, 400),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::Aborted, 409),
+            (Code::ResourceExhausted, 429),
+            (Code::Cancelled, 499),
+            (Code::Internal, 500),
+            (Code::Unknown, 500),
+            (Code::DataLoss, 500),
+            (Code::Unimplemented, 501),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+        ];
+        for (code, status) in table {
+            assert_eq!(http_status(code).as_u16(), status, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn json_body_has_error_info_and_bad_request() {
+        let e = Error::invalid(
+            "INVALID_FLOW_SPEC",
+            vec![FieldViolation::new("stages[1].input_queue", "nope")],
+        );
+        let v = status_json(&e);
+        assert_eq!(v["code"], 3);
+        assert_eq!(
+            v["details"][0]["@type"],
+            "type.googleapis.com/google.rpc.ErrorInfo"
+        );
+        assert_eq!(v["details"][0]["domain"], "flowpipe.io");
+        assert_eq!(
+            v["details"][1]["@type"],
+            "type.googleapis.com/google.rpc.BadRequest"
+        );
+        assert_eq!(
+            v["details"][1]["fieldViolations"][0]["field"],
+            "stages[1].input_queue"
+        );
+    }
+
+    #[test]
+    fn grpc_status_carries_the_same_details() {
+        let e = Error::flow_not_found("x");
+        let s = tonic::Status::from(e);
+        assert_eq!(s.code(), tonic::Code::NotFound);
+        assert_eq!(s.message(), "flow \"x\" not found");
+        let d = s.get_error_details();
+        let info = d.error_info().unwrap();
+        assert_eq!(info.reason, "FLOW_NOT_FOUND");
+        assert_eq!(info.metadata["flow"], "x");
+    }
+}

@@ -1,0 +1,107 @@
+//! What every transport shares: the core over the process's one store, and the settings of the
+//! HTTP surface. Built once per process, cloned (cheaply) into every request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::core::{Environment, FlowRegistry, SchemaRegistry};
+use crate::store::Store;
+
+use super::auth::ApiKey;
+
+/// The real environment: system clock, random UUIDs, tokio timers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemEnvironment;
+
+impl Environment for SystemEnvironment {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn new_uid(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    fn random(&self) -> u64 {
+        rand::random()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await
+    }
+}
+
+/// Settings of the HTTP surface (REST and the Lambda function).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body accepted; larger gets 413.
+    pub body_limit: usize,
+    /// A request running longer than this gets 504.
+    pub request_timeout: Duration,
+    /// Origins allowed by CORS; empty disables CORS, `*` allows any.
+    pub cors_origins: Vec<String>,
+    /// `FLOW_ENV`, shown in `/readyz`.
+    pub env: Option<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(15),
+            cors_origins: Vec::new(),
+            env: None,
+        }
+    }
+}
+
+/// Shared by every request of every transport.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    flows: FlowRegistry<Store, SystemEnvironment>,
+    schemas: SchemaRegistry<Store>,
+    store: Store,
+    http: HttpSettings,
+    api_key: Option<ApiKey>,
+}
+
+impl AppState {
+    pub fn new(store: Store, http: HttpSettings, api_key: Option<ApiKey>) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                flows: FlowRegistry::new(store.clone(), SystemEnvironment),
+                schemas: SchemaRegistry::new(store.clone()),
+                store,
+                http,
+                api_key,
+            }),
+        }
+    }
+
+    pub fn flows(&self) -> &FlowRegistry<Store, SystemEnvironment> {
+        &self.inner.flows
+    }
+
+    pub fn schemas(&self) -> &SchemaRegistry<Store> {
+        &self.inner.schemas
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn http(&self) -> &HttpSettings {
+        &self.inner.http
+    }
+
+    /// The API key requests must carry, when authentication is enabled.
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        self.inner.api_key.as_ref()
+    }
+}

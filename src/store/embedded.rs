@@ -1,0 +1,481 @@
+//! [`EmbeddedStore`]: the [`Kv`] trait on a local redb file, so the server runs with nothing else
+//! installed. It keeps etcd's semantics, because the core relies on them:
+//!
+//! - one global revision, bumped by every transaction that changes something;
+//! - per key: create revision, mod revision and version, reset when the key is deleted;
+//! - reads at a past revision (multi-version storage, compacted in the background of writes to
+//!   the last [`RETAINED_REVISIONS`] revisions; older reads fail as they do on etcd);
+//! - transactions evaluated and applied atomically (redb serializes writers; every commit is
+//!   fsynced before the call returns).
+//!
+//! Layout: one table keyed by `(user key, revision)` holding every version of every key (or a
+//! tombstone), and one small table for the current and compacted revisions. redb is blocking, so
+//! every call runs on tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::core::kv::{
+    Compare, CompareOp, CompareTarget, KeyValue, Kv, REVISION_UNAVAILABLE, RangeRequest,
+    RangeResponse, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
+use crate::core::{Detail, Error, Result};
+
+/// Every version of every key: `(key, revision)` → [`Record`].
+const KV: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("kv");
+/// `"revision"` → current revision; `"compacted"` → oldest readable revision - 1.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Revisions kept readable behind the current one (page tokens stay valid this long).
+pub const RETAINED_REVISIONS: u64 = 10_000;
+
+/// One version of one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    tombstone: bool,
+    create_revision: i64,
+    version: i64,
+    value: Vec<u8>,
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17 + self.value.len());
+        out.push(u8::from(self.tombstone));
+        out.extend_from_slice(&self.create_revision.to_be_bytes());
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&self.value);
+        out
+    }
+
+    fn decode(b: &[u8]) -> Result<Self> {
+        if b.len() < 17 {
+            return Err(Error::internal("embedded store: truncated record"));
+        }
+        let int = |r: std::ops::Range<usize>| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[r]);
+            i64::from_be_bytes(a)
+        };
+        Ok(Record {
+            tombstone: b[0] == 1,
+            create_revision: int(1..9),
+            version: int(9..17),
+            value: b[17..].to_vec(),
+        })
+    }
+}
+
+fn storage<E: std::fmt::Display>(e: E) -> Error {
+    Error::internal(format!("embedded store: {e}"))
+}
+
+/// A handle to one open database; clone it freely.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database file at `path`. Fails if another process has it open.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let db = Database::create(&path).map_err(|e| {
+            Error::internal(format!(
+                "cannot open embedded store {}: {e}",
+                path.display()
+            ))
+        })?;
+        Self::init(db, Some(path))
+    }
+
+    /// A store that lives in memory only, for tests.
+    pub fn in_memory() -> Result<Self> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(storage)?;
+        Self::init(db, None)
+    }
+
+    fn init(db: Database, path: Option<PathBuf>) -> Result<Self> {
+        let tx = db.begin_write().map_err(storage)?;
+        {
+            tx.open_table(KV).map_err(storage)?;
+            tx.open_table(META).map_err(storage)?;
+        }
+        tx.commit().map_err(storage)?;
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| Error::internal(format!("embedded store task failed: {e}")))?
+    }
+}
+
+/// Current and compacted revisions.
+fn revisions(meta: &impl ReadableTable<&'static str, u64>) -> Result<(u64, u64)> {
+    let get =
+        |k: &str| -> Result<u64> { Ok(meta.get(k).map_err(storage)?.map_or(0, |v| v.value())) };
+    Ok((get("revision")?, get("compacted")?))
+}
+
+/// Is `range_end` "to the end of the keyspace" (etcd's `\0`)?
+fn unbounded(end: &[u8]) -> bool {
+    end == [0]
+}
+
+/// A key and its latest record (with the record's revision) seen so far while scanning.
+type Latest = Option<(Vec<u8>, Option<(Record, u64)>)>;
+
+/// The latest record of each key in `req`'s range as of revision `at`, tombstones skipped.
+fn read_range(
+    table: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+    req: &RangeRequest,
+    at: u64,
+) -> Result<Vec<(Vec<u8>, Record, u64)>> {
+    let start = req.key.as_slice();
+    let iter = match &req.range_end {
+        None => table.range((start, 0u64)..=(start, u64::MAX)),
+        Some(end) if unbounded(end) => table.range((start, 0u64)..),
+        Some(end) => table.range((start, 0u64)..(end.as_slice(), 0u64)),
+    }
+    .map_err(storage)?;
+
+    let mut out: Vec<(Vec<u8>, Record, u64)> = Vec::new();
+    let mut current: Latest = None;
+    let finish = |cur: Latest, out: &mut Vec<_>| {
+        if let Some((key, Some((rec, rev)))) = cur
+            && !rec.tombstone
+        {
+            out.push((key, rec, rev));
+        }
+    };
+    for entry in iter {
+        let (k, v) = entry.map_err(storage)?;
+        let (key, rev) = k.value();
+        if current.as_ref().is_none_or(|(ck, _)| ck.as_slice() != key) {
+            finish(current.take(), &mut out);
+            current = Some((key.to_vec(), None));
+        }
+        if rev <= at
+            && let Some((_, best)) = current.as_mut()
+        {
+            *best = Some((Record::decode(v.value())?, rev));
+        }
+    }
+    finish(current.take(), &mut out);
+    Ok(out)
+}
+
+fn range_response(
+    table: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+    req: &RangeRequest,
+    at: u64,
+    header_revision: u64,
+) -> Result<RangeResponse> {
+    let all = read_range(table, req, at)?;
+    let count = all.len() as i64;
+    let limit = if req.limit > 0 {
+        req.limit as usize
+    } else {
+        usize::MAX
+    };
+    let more = all.len() > limit;
+    let kvs = all
+        .into_iter()
+        .take(limit)
+        .map(|(key, rec, rev)| KeyValue {
+            key,
+            value: if req.keys_only { Vec::new() } else { rec.value },
+            create_revision: rec.create_revision,
+            mod_revision: rev as i64,
+            version: rec.version,
+        })
+        .collect();
+    Ok(RangeResponse {
+        kvs,
+        more,
+        count,
+        revision: header_revision as i64,
+    })
+}
+
+/// The revision a read of `requested` is served at, or why it cannot be.
+fn read_revision(requested: i64, current: u64, compacted: u64) -> Result<u64> {
+    if requested <= 0 {
+        return Ok(current);
+    }
+    let r = requested as u64;
+    if r > current {
+        return Err(Error::FailedPrecondition(Detail::new(
+            REVISION_UNAVAILABLE,
+            format!("required revision {r} is a future revision (current {current})"),
+        )));
+    }
+    if r <= compacted {
+        return Err(Error::FailedPrecondition(Detail::new(
+            REVISION_UNAVAILABLE,
+            format!("required revision {r} has been compacted (compacted up to {compacted})"),
+        )));
+    }
+    Ok(r)
+}
+
+fn latest(
+    table: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<(Record, u64)>> {
+    let req = RangeRequest::key(key);
+    Ok(read_range(table, &req, u64::MAX)?
+        .into_iter()
+        .next()
+        .map(|(_, rec, rev)| (rec, rev)))
+}
+
+fn holds(c: &Compare, kv: Option<&(Record, u64)>) -> bool {
+    use std::cmp::Ordering;
+    let ord = match (&c.target, kv) {
+        // etcd: comparing the value of a missing key is always false.
+        (CompareTarget::Value(_), None) => return false,
+        (CompareTarget::Value(v), Some((rec, _))) => rec.value.as_slice().cmp(v.as_slice()),
+        (CompareTarget::Version(v), kv) => kv.map_or(0, |(r, _)| r.version).cmp(v),
+        (CompareTarget::CreateRevision(v), kv) => kv.map_or(0, |(r, _)| r.create_revision).cmp(v),
+        (CompareTarget::ModRevision(v), kv) => kv.map_or(0, |(_, rev)| *rev as i64).cmp(v),
+    };
+    match c.op {
+        CompareOp::Equal => ord == Ordering::Equal,
+        CompareOp::NotEqual => ord != Ordering::Equal,
+        CompareOp::Greater => ord == Ordering::Greater,
+        CompareOp::Less => ord == Ordering::Less,
+    }
+}
+
+fn is_read_only(ops: &[TxnOp]) -> bool {
+    ops.iter().all(|op| matches!(op, TxnOp::Range(_)))
+}
+
+fn read_only_txn(db: &Database, txn: Txn) -> Result<TxnResponse> {
+    let tx = db.begin_read().map_err(storage)?;
+    let table = tx.open_table(KV).map_err(storage)?;
+    let (current, compacted) = revisions(&tx.open_table(META).map_err(storage)?)?;
+    let mut succeeded = true;
+    for c in &txn.compare {
+        succeeded &= holds(c, latest(&table, &c.key)?.as_ref());
+    }
+    let ops = if succeeded { txn.success } else { txn.failure };
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        if let TxnOp::Range(r) = op {
+            let at = read_revision(r.revision, current, compacted)?;
+            responses.push(TxnOpResponse::Range(range_response(
+                &table, &r, at, current,
+            )?));
+        }
+    }
+    Ok(TxnResponse {
+        succeeded,
+        revision: current as i64,
+        responses,
+    })
+}
+
+fn write_txn(db: &Database, txn: Txn) -> Result<(TxnResponse, bool)> {
+    let tx = db.begin_write().map_err(storage)?;
+    let (resp, compact_due) = {
+        let mut table = tx.open_table(KV).map_err(storage)?;
+        let mut meta = tx.open_table(META).map_err(storage)?;
+        let (current, compacted) = revisions(&meta)?;
+        let new_rev = current + 1;
+        let mut succeeded = true;
+        for c in &txn.compare {
+            succeeded &= holds(c, latest(&table, &c.key)?.as_ref());
+        }
+        let ops = if succeeded { txn.success } else { txn.failure };
+        let mut changed = false;
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                TxnOp::Range(r) => {
+                    // Reads inside a transaction see its earlier writes, as on etcd.
+                    let at = if r.revision > 0 {
+                        read_revision(r.revision, current, compacted)?
+                    } else {
+                        u64::MAX
+                    };
+                    let header = if changed { new_rev } else { current };
+                    responses.push(TxnOpResponse::Range(range_response(
+                        &table, &r, at, header,
+                    )?));
+                }
+                TxnOp::Put { key, value } => {
+                    let prev = latest(&table, &key)?.filter(|(r, _)| !r.tombstone);
+                    let rec = Record {
+                        tombstone: false,
+                        create_revision: prev
+                            .as_ref()
+                            .map_or(new_rev as i64, |(r, _)| r.create_revision),
+                        version: prev.as_ref().map_or(1, |(r, _)| r.version + 1),
+                        value,
+                    };
+                    table
+                        .insert((key.as_slice(), new_rev), rec.encode().as_slice())
+                        .map_err(storage)?;
+                    changed = true;
+                    responses.push(TxnOpResponse::Put);
+                }
+                TxnOp::Delete { key, range_end } => {
+                    let req = RangeRequest {
+                        key,
+                        range_end,
+                        ..Default::default()
+                    };
+                    let live = read_range(&table, &req, u64::MAX)?;
+                    for (k, _, _) in &live {
+                        let tomb = Record {
+                            tombstone: true,
+                            create_revision: 0,
+                            version: 0,
+                            value: Vec::new(),
+                        };
+                        table
+                            .insert((k.as_slice(), new_rev), tomb.encode().as_slice())
+                            .map_err(storage)?;
+                    }
+                    changed |= !live.is_empty();
+                    responses.push(TxnOpResponse::Delete {
+                        deleted: live.len() as i64,
+                    });
+                }
+            }
+        }
+        let revision = if changed {
+            meta.insert("revision", new_rev).map_err(storage)?;
+            new_rev
+        } else {
+            current
+        };
+        (
+            TxnResponse {
+                succeeded,
+                revision: revision as i64,
+                responses,
+            },
+            changed && revision.saturating_sub(compacted) > 2 * RETAINED_REVISIONS,
+        )
+    };
+    tx.commit().map_err(storage)?;
+    Ok((resp, compact_due))
+}
+
+/// Forgets every version older than `current - RETAINED_REVISIONS` that a newer one supersedes.
+fn compact(db: &Database) -> Result<()> {
+    let tx = db.begin_write().map_err(storage)?;
+    {
+        let mut table = tx.open_table(KV).map_err(storage)?;
+        let mut meta = tx.open_table(META).map_err(storage)?;
+        let (current, _) = revisions(&meta)?;
+        let upto = current.saturating_sub(RETAINED_REVISIONS);
+        let mut doomed: Vec<(Vec<u8>, u64)> = Vec::new();
+        // Per key: every entry at or below `upto` except the last one, and that one too if it is
+        // a tombstone.
+        let mut group: Vec<(u64, bool)> = Vec::new();
+        let mut group_key: Vec<u8> = Vec::new();
+        let flush = |key: &[u8], group: &mut Vec<(u64, bool)>, doomed: &mut Vec<(Vec<u8>, u64)>| {
+            if let Some(&(last_rev, last_tomb)) = group.last() {
+                for &(rev, _) in &group[..group.len() - 1] {
+                    doomed.push((key.to_vec(), rev));
+                }
+                if last_tomb {
+                    doomed.push((key.to_vec(), last_rev));
+                }
+            }
+            group.clear();
+        };
+        for entry in table.range::<(&[u8], u64)>(..).map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            let (key, rev) = k.value();
+            if key != group_key.as_slice() {
+                flush(&group_key, &mut group, &mut doomed);
+                group_key = key.to_vec();
+            }
+            if rev <= upto {
+                group.push((rev, v.value().first() == Some(&1)));
+            }
+        }
+        flush(&group_key, &mut group, &mut doomed);
+        for (k, rev) in &doomed {
+            table.remove((k.as_slice(), *rev)).map_err(storage)?;
+        }
+        meta.insert("compacted", upto).map_err(storage)?;
+    }
+    tx.commit().map_err(storage)
+}
+
+impl Kv for EmbeddedStore {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(storage)?;
+            let table = tx.open_table(KV).map_err(storage)?;
+            let (current, compacted) = revisions(&tx.open_table(META).map_err(storage)?)?;
+            let at = read_revision(req.revision, current, compacted)?;
+            range_response(&table, &req, at, current)
+        })
+        .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        if is_read_only(&txn.success) && is_read_only(&txn.failure) {
+            return self.blocking(move |db| read_only_txn(db, txn)).await;
+        }
+        let (resp, compact_due) = self.blocking(move |db| write_txn(db, txn)).await?;
+        if compact_due {
+            // Compaction is housekeeping: a failure is logged, never the caller's error.
+            let result = self.blocking(compact).await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "embedded store compaction failed");
+            }
+        }
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let r = Record {
+            tombstone: false,
+            create_revision: 7,
+            version: 3,
+            value: b"abc".to_vec(),
+        };
+        assert_eq!(Record::decode(&r.encode()).unwrap(), r);
+        assert!(Record::decode(b"short").is_err());
+    }
+}

@@ -1,0 +1,373 @@
+//! [`EtcdStore`]: the [`Kv`] trait on a real etcd cluster, through `etcd-client`.
+//!
+//! One client per process, built lazily on first use (no network I/O at construction, which
+//! the Lambda init phase relies on) and shared by every request; gRPC multiplexes requests over
+//! its HTTP/2 connections. A transport failure drops the client so the next request builds a
+//! fresh one (after a Lambda freeze the old connections may be dead). Authentication tokens are
+//! refreshed when etcd reports them expired.
+//!
+//! Errors: anything that means "etcd cannot answer now" (connection refused, timeout, no leader)
+//! is `Unavailable` naming the endpoints; a read at a compacted revision is
+//! `FailedPrecondition(REVISION_UNAVAILABLE)`; the rest is `Internal`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, Compare as EtcdCompare, CompareOp as EtcdCompareOp, ConnectOptions,
+    DeleteOptions, GetOptions, Identity, TlsOptions, Txn as EtcdTxn, TxnOp as EtcdTxnOp,
+    TxnOpResponse as EtcdTxnOpResponse,
+};
+use tokio::sync::Mutex;
+
+use crate::core::kv::{
+    Compare, CompareOp, CompareTarget, KeyValue, Kv, REVISION_UNAVAILABLE, RangeRequest,
+    RangeResponse, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
+use crate::core::{Detail, Error, Result};
+
+/// How to reach and authenticate to etcd.
+#[derive(Clone, Default)]
+pub struct EtcdConfig {
+    /// `http://host:port` or `https://host:port`, one per member.
+    pub endpoints: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM CA bundle to verify the members' certificates (https endpoints).
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate and key, for etcd's client-certificate auth.
+    pub cert_pem: Option<Vec<u8>>,
+    pub key_pem: Option<Vec<u8>>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// A prefix put in front of every key, as etcd's `--namespace` proxy option does. Tests use
+    /// it to give each test its own keyspace in one etcd. Components that read the keys (the
+    /// controller) must use the same namespace; leave it empty in production.
+    pub namespace: Vec<u8>,
+}
+
+impl EtcdConfig {
+    pub fn new(endpoints: Vec<String>) -> Self {
+        EtcdConfig {
+            endpoints,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(5),
+            ..Default::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    // Never print the password or key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.cert_pem.is_some())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("namespace", &String::from_utf8_lossy(&self.namespace))
+            .finish()
+    }
+}
+
+/// A handle to one shared etcd client; clone it freely.
+#[derive(Clone)]
+pub struct EtcdStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EtcdConfig,
+    client: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl EtcdStore {
+    /// A store for `config`. Does no I/O: the client connects on first use.
+    pub fn new(config: EtcdConfig) -> Result<Self> {
+        if config.endpoints.is_empty() {
+            return Err(Error::internal("no etcd endpoints configured"));
+        }
+        if config.username.is_some() != config.password.is_some() {
+            return Err(Error::internal(
+                "etcd username and password must be given together",
+            ));
+        }
+        if config.cert_pem.is_some() != config.key_pem.is_some() {
+            return Err(Error::internal(
+                "etcd client certificate and key must be given together",
+            ));
+        }
+        Ok(EtcdStore {
+            inner: Arc::new(Inner {
+                config,
+                client: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.inner.config.endpoints
+    }
+
+    fn options(&self) -> ConnectOptions {
+        let c = &self.inner.config;
+        let mut o = ConnectOptions::new()
+            .with_connect_timeout(c.connect_timeout)
+            .with_timeout(c.request_timeout)
+            .with_keep_alive(c.keepalive_interval, c.keepalive_timeout)
+            .with_keep_alive_while_idle(true)
+            // Without a leader etcd cannot commit; fail fast instead of waiting for a timeout.
+            .with_require_leader(true)
+            .with_auto_token_refresh(true);
+        if let (Some(u), Some(p)) = (&c.username, &c.password) {
+            o = o.with_user(u, p);
+        }
+        if c.ca_pem.is_some() || c.cert_pem.is_some() {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &c.ca_pem {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let (Some(cert), Some(key)) = (&c.cert_pem, &c.key_pem) {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            o = o.with_tls(tls);
+        }
+        o
+    }
+
+    /// The shared client, connecting it if needed. Concurrent first calls connect once.
+    async fn client(&self) -> Result<Client> {
+        let mut guard = self.inner.client.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let client = Client::connect(&self.inner.config.endpoints, Some(self.options()))
+            .await
+            .map_err(|e| self.error(e))?;
+        *guard = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Forgets the shared client after a transport failure so the next call reconnects.
+    async fn reset(&self) {
+        *self.inner.client.lock().await = None;
+    }
+
+    fn error(&self, e: etcd_client::Error) -> Error {
+        let endpoints = self.inner.config.endpoints.join(",");
+        let unavailable = |what: String| {
+            Error::unavailable(format!("etcd at {endpoints} is unavailable: {what}"))
+        };
+        match e {
+            etcd_client::Error::GRpcStatus(s) => {
+                use tonic::Code;
+                let msg = s.message().to_string();
+                match s.code() {
+                    Code::OutOfRange if msg.contains("compacted") || msg.contains("future") => {
+                        Error::FailedPrecondition(Detail::new(
+                            REVISION_UNAVAILABLE,
+                            format!("etcd: {msg}"),
+                        ))
+                    }
+                    Code::Unavailable
+                    | Code::DeadlineExceeded
+                    | Code::Cancelled
+                    | Code::Aborted
+                    | Code::ResourceExhausted
+                    | Code::Unknown => unavailable(if msg.is_empty() {
+                        format!("{:?}", s.code())
+                    } else {
+                        msg
+                    }),
+                    Code::Unauthenticated | Code::PermissionDenied => {
+                        unavailable(format!("etcd refused our credentials: {msg}"))
+                    }
+                    _ => Error::internal(format!("etcd error {:?}: {msg}", s.code())),
+                }
+            }
+            etcd_client::Error::TransportError(t) => unavailable(transport_chain(&t)),
+            etcd_client::Error::IoError(io) => unavailable(io.to_string()),
+            other => Error::internal(format!("etcd client: {other}")),
+        }
+    }
+
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let client = self.client().await?;
+        match f(client).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let transport = matches!(e, etcd_client::Error::TransportError(_))
+                    || matches!(&e, etcd_client::Error::GRpcStatus(s)
+                        if s.code() == tonic::Code::Unknown || s.code() == tonic::Code::Unavailable);
+                let err = self.error(e);
+                if transport {
+                    self.reset().await;
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// A transport error with its causes ("transport error: connection refused").
+fn transport_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `key` inside namespace `ns`.
+fn ns_key(ns: &[u8], key: &[u8]) -> Vec<u8> {
+    [ns, key].concat()
+}
+
+/// `range_end` inside namespace `ns`: etcd's "to the end" (`\0`) becomes the namespace's end.
+fn ns_end(ns: &[u8], end: &[u8]) -> Vec<u8> {
+    if end == [0] && !ns.is_empty() {
+        crate::core::keys::prefix_end(ns)
+    } else {
+        ns_key(ns, end)
+    }
+}
+
+fn get_options(ns: &[u8], r: &RangeRequest) -> GetOptions {
+    let mut o = GetOptions::new();
+    if let Some(end) = &r.range_end {
+        o = o.with_range(ns_end(ns, end));
+    }
+    if r.revision > 0 {
+        o = o.with_revision(r.revision);
+    }
+    if r.limit > 0 {
+        o = o.with_limit(r.limit);
+    }
+    if r.keys_only {
+        o = o.with_keys_only();
+    }
+    o
+}
+
+fn range_response(ns: &[u8], mut resp: etcd_client::GetResponse) -> RangeResponse {
+    let revision = resp.header().map_or(0, |h| h.revision());
+    let more = resp.more();
+    let count = resp.count();
+    let kvs = resp
+        .take_kvs()
+        .into_iter()
+        .map(|kv| {
+            let (create_revision, mod_revision, version) =
+                (kv.create_revision(), kv.mod_revision(), kv.version());
+            let (mut key, value) = kv.into_key_value();
+            key.drain(..ns.len().min(key.len()));
+            KeyValue {
+                key,
+                value,
+                create_revision,
+                mod_revision,
+                version,
+            }
+        })
+        .collect();
+    RangeResponse {
+        kvs,
+        more,
+        count,
+        revision,
+    }
+}
+
+fn compare(ns: &[u8], c: Compare) -> EtcdCompare {
+    let key = ns_key(ns, &c.key);
+    let op = match c.op {
+        CompareOp::Equal => EtcdCompareOp::Equal,
+        CompareOp::NotEqual => EtcdCompareOp::NotEqual,
+        CompareOp::Greater => EtcdCompareOp::Greater,
+        CompareOp::Less => EtcdCompareOp::Less,
+    };
+    match c.target {
+        CompareTarget::Value(v) => EtcdCompare::value(key, op, v),
+        CompareTarget::Version(v) => EtcdCompare::version(key, op, v),
+        CompareTarget::CreateRevision(r) => EtcdCompare::create_revision(key, op, r),
+        CompareTarget::ModRevision(r) => EtcdCompare::mod_revision(key, op, r),
+    }
+}
+
+fn txn_op(ns: &[u8], op: TxnOp) -> EtcdTxnOp {
+    match op {
+        TxnOp::Range(r) => EtcdTxnOp::get(ns_key(ns, &r.key), Some(get_options(ns, &r))),
+        TxnOp::Put { key, value } => EtcdTxnOp::put(ns_key(ns, &key), value, None),
+        TxnOp::Delete { key, range_end } => {
+            let o = range_end.map(|end| DeleteOptions::new().with_range(ns_end(ns, &end)));
+            EtcdTxnOp::delete(ns_key(ns, &key), o)
+        }
+    }
+}
+
+impl Kv for EtcdStore {
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        let ns = self.inner.config.namespace.as_slice();
+        let opts = get_options(ns, &req);
+        let key = ns_key(ns, &req.key);
+        let resp = self
+            .call(|mut c| async move { c.get(key, Some(opts)).await })
+            .await?;
+        Ok(range_response(ns, resp))
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        let ns = self.inner.config.namespace.as_slice();
+        let ops = |ops: Vec<TxnOp>| ops.into_iter().map(|o| txn_op(ns, o)).collect::<Vec<_>>();
+        let t = EtcdTxn::new()
+            .when(
+                txn.compare
+                    .into_iter()
+                    .map(|c| compare(ns, c))
+                    .collect::<Vec<_>>(),
+            )
+            .and_then(ops(txn.success))
+            .or_else(ops(txn.failure));
+        let resp = self.call(|mut c| async move { c.txn(t).await }).await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let responses = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                EtcdTxnOpResponse::Get(g) => TxnOpResponse::Range(range_response(ns, g)),
+                EtcdTxnOpResponse::Put(_) => TxnOpResponse::Put,
+                EtcdTxnOpResponse::Delete(d) => TxnOpResponse::Delete {
+                    deleted: d.deleted(),
+                },
+                EtcdTxnOpResponse::Txn(_) => TxnOpResponse::Put,
+            })
+            .collect();
+        Ok(TxnResponse {
+            succeeded: resp.succeeded(),
+            revision,
+            responses,
+        })
+    }
+}

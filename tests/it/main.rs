@@ -1,0 +1,8 @@
+//! Integration tests, in one binary so the dependency set is linked once and one etcd serves them
+//! all (each test in its own key namespace or store).
+
+mod common;
+mod concurrency;
+mod conformance;
+mod keys;
+mod kv;
