@@ -15,3 +15,5 @@ pub mod proto;
 pub mod store;
 #[cfg(feature = "server")]
 pub mod testkit;
+#[cfg(feature = "server")]
+pub mod local;

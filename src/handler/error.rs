@@ -11,6 +11,17 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::core::error::ERROR_DOMAIN;
 use crate::core::{Code, Error};
 
+/// Logs errors that are the server's (or its store's) fault; client errors are the client's
+/// business and are only visible in the access log's status code.
+fn log_server_fault(e: &Error) {
+    if matches!(
+        e.code(),
+        Code::Internal | Code::Unavailable | Code::DeadlineExceeded
+    ) {
+        tracing::error!(code = ?e.code(), reason = e.reason(), "{}", e.message());
+    }
+}
+
 /// HTTP status of a gRPC code (contract A.3).
 pub fn http_status(code: Code) -> StatusCode {
     match code {
@@ -66,9 +77,7 @@ impl IntoResponse for Error {
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             e => http_status(e.code()),
         };
-        if status.is_server_error() {
-            tracing::error!(code = ?self.code(), reason = self.reason(), "{}", self.message());
-        }
+        log_server_fault(&self);
         let body = serde_json::to_vec(&status_json(&self)).unwrap_or_default();
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(
@@ -98,12 +107,7 @@ impl From<Error> for tonic::Status {
         for v in e.violations() {
             details.add_bad_request_violation(&v.field, &v.description);
         }
-        if matches!(
-            e.code(),
-            Code::Internal | Code::Unavailable | Code::DeadlineExceeded
-        ) {
-            tracing::error!(code = ?e.code(), reason = e.reason(), "{}", e.message());
-        }
+        log_server_fault(&e);
         tonic::Status::with_error_details(
             tonic::Code::from_i32(e.code() as i32),
             d.message.clone(),

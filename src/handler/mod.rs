@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod grpc;
 pub mod rest;
 pub mod state;
 

@@ -1,0 +1,201 @@
+//! Startup and graceful shutdown of the local server: REST and gRPC side by side over one
+//! [`AppState`], both stopping on SIGINT/SIGTERM once their in-flight requests are done.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::handler::grpc::{self, GrpcApi};
+use crate::handler::{AppState, router};
+use crate::store::Store;
+
+use super::config::{Config, ConfigError};
+use super::tls;
+
+/// How long shutdown waits for in-flight requests before closing connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A bound but not yet serving server: tests read the ports (bound on port 0) before serving.
+pub struct Server {
+    config: Config,
+    state: AppState,
+    http: TcpListener,
+    grpc: TcpListener,
+}
+
+async fn listen(what: &str, addr: SocketAddr) -> Result<TcpListener, ConfigError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ConfigError(format!("cannot listen for {what} on {addr}: {e}")))
+}
+
+impl Server {
+    /// Opens the store and binds both listeners. Fails (one line) if the store cannot be opened
+    /// or an address cannot be bound; an unreachable etcd is not a failure (see `/readyz`).
+    pub async fn bind(config: Config) -> Result<Server, ConfigError> {
+        let store = Store::open(config.store.clone())
+            .map_err(|e| ConfigError(format!("cannot open the store: {}", e.message())))?;
+        let state = AppState::new(store, config.http.clone(), config.api_key.clone());
+        let http = listen("REST", config.http_addr).await?;
+        let grpc = listen("gRPC", config.grpc_addr).await?;
+        Ok(Server {
+            config,
+            state,
+            http,
+            grpc,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.config.http_addr)
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.config.grpc_addr)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (up to 20 s).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let http_addr = self.http_addr();
+        let grpc_addr = self.grpc_addr();
+        let store = self.state.store().describe();
+        tracing::info!(
+            rest = %format!("{}://{http_addr}", if self.config.http_tls.is_some() { "https" } else { "http" }),
+            grpc = %format!("{grpc_addr}{}", if self.config.grpc_tls.is_some() { " (TLS)" } else { "" }),
+            store = %store,
+            env = self.config.http.env.as_deref().unwrap_or("-"),
+            auth = if self.config.api_key.is_some() { "api key" } else { "disabled" },
+            "flow-api serving"
+        );
+
+        let rest = serve_rest(
+            self.http,
+            router(self.state.clone()),
+            self.config.http_tls.clone(),
+            stopped(stop_rx.clone()),
+        );
+        let grpc = serve_grpc(
+            self.grpc,
+            self.state.clone(),
+            &self.config,
+            stopped(stop_rx.clone()),
+        );
+        let (rest, grpc) = tokio::join!(rest, grpc);
+        tracing::info!("flow-api stopped");
+        rest.and(grpc)
+    }
+}
+
+async fn serve_rest(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Option<super::config::TlsFiles>,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+        Some(files) => {
+            let config = tls::server_config(&files).map_err(std::io::Error::other)?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                stopped.await;
+                h.graceful_shutdown(Some(DRAIN_TIMEOUT));
+            });
+            axum_server::from_tcp_rustls(
+                listener.into_std()?,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )?
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await
+        }
+    }
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    state: AppState,
+    config: &Config,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // The API service is "serving" while its store answers; the process itself ("") always is.
+    let probe = state.store().clone();
+    let watch_health = tokio::spawn(async move {
+        loop {
+            let status = match tokio::time::timeout(Duration::from_secs(3), probe.ping()).await {
+                Ok(Ok(())) => ServingStatus::Serving,
+                _ => ServingStatus::NotServing,
+            };
+            health
+                .set_service_status("flowpipe.v1.FlowService", status)
+                .await;
+            health
+                .set_service_status("flowpipe.v1.SchemaRegistryService", status)
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+    let (flows, schemas) = GrpcApi::new(state).services();
+    let (reflection_v1, reflection_v1alpha) = grpc::reflection();
+
+    let mut builder = tonic::transport::Server::builder().timeout(config.http.request_timeout);
+    if let Some(files) = &config.grpc_tls {
+        let identity = tonic::transport::Identity::from_pem(&files.cert_pem, &files.key_pem);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(std::io::Error::other)?;
+    }
+    let result = builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(flows)
+        .add_service(schemas)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped)
+        .await
+        .map_err(std::io::Error::other);
+    watch_health.abort();
+    result
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes and systemd send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
