@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, only when it is missing, on Debian/Ubuntu:
 #   build  protoc (protobuf-compiler), needed by etcd-client's code generation
-#   test   the above, plus etcd (etcd-server) for the tests' real etcd
+#   test   the above, plus etcd (etcd-server) for the tests' real etcd and curl
 # Runs apt-get as root, or through sudo when there is one.
 set -euo pipefail
 
@@ -10,6 +10,8 @@ want=${1:-build}
 
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 if [ "$want" = test ]; then
+  # The README walk-through test runs the documented curl commands.
+  command -v curl >/dev/null 2>&1 || need_apt+=(curl)
   if [ -z "${ETCD_BIN:-}" ] && ! command -v etcd >/dev/null 2>&1 && [ ! -x /usr/bin/etcd ]; then
     need_apt+=(etcd-server)
   fi

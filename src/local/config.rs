@@ -38,7 +38,11 @@ struct Args {
     #[arg(long = "store", env = "FLOW_STORE")]
     store: Option<String>,
     /// Directory of the embedded store's file.
-    #[arg(long = "data-dir", env = "FLOW_DATA_DIR", default_value = "./flowpipe-data")]
+    #[arg(
+        long = "data-dir",
+        env = "FLOW_DATA_DIR",
+        default_value = "./flowpipe-data"
+    )]
     data_dir: PathBuf,
     /// Environment label (informational: logs and /readyz).
     #[arg(long = "env", env = "FLOW_ENV")]
@@ -48,7 +52,11 @@ struct Args {
     #[arg(long = "etcd-username", env = "FLOW_ETCD_USERNAME")]
     etcd_username: Option<String>,
     /// etcd password.
-    #[arg(long = "etcd-password", env = "FLOW_ETCD_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long = "etcd-password",
+        env = "FLOW_ETCD_PASSWORD",
+        hide_env_values = true
+    )]
     etcd_password: Option<String>,
     /// PEM CA bundle for https etcd endpoints.
     #[arg(long = "etcd-ca", env = "FLOW_ETCD_CA")]
@@ -73,27 +81,31 @@ struct Args {
     #[arg(long = "request-timeout", env = "FLOW_REQUEST_TIMEOUT", default_value = "15s", value_parser = duration)]
     request_timeout: Duration,
     /// Comma-separated origins allowed by CORS ("*" for any); CORS is off when empty.
-    #[arg(long = "cors-origins", env = "FLOW_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long = "cors-origins",
+        env = "FLOW_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
     cors_origins: Vec<String>,
     /// Log format: "text" or "json".
     #[arg(long = "log-format", env = "FLOW_LOG_FORMAT", default_value = "text")]
     log_format: String,
 
     /// Require `Authorization: Bearer <key>` on every API call (REST and gRPC).
-    #[arg(long = "auth-enabled", env = "FLOW_AUTH_ENABLED", default_value = "false", value_parser = boolean)]
+    #[arg(long = "auth-enabled", env = "FLOW_AUTH_ENABLED", default_value = "false", value_parser = boolean, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     auth_enabled: bool,
     /// The API key (required when auth is enabled). Never logged.
     #[arg(long = "api-key", env = "FLOW_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Serve REST over TLS.
-    #[arg(long = "http-tls-enabled", env = "FLOW_HTTP_TLS_ENABLED", default_value = "false", value_parser = boolean)]
+    #[arg(long = "http-tls-enabled", env = "FLOW_HTTP_TLS_ENABLED", default_value = "false", value_parser = boolean, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     http_tls_enabled: bool,
     #[arg(long = "http-tls-cert", env = "FLOW_HTTP_TLS_CERT")]
     http_tls_cert: Option<PathBuf>,
     #[arg(long = "http-tls-key", env = "FLOW_HTTP_TLS_KEY")]
     http_tls_key: Option<PathBuf>,
     /// Serve gRPC over TLS.
-    #[arg(long = "grpc-tls-enabled", env = "FLOW_GRPC_TLS_ENABLED", default_value = "false", value_parser = boolean)]
+    #[arg(long = "grpc-tls-enabled", env = "FLOW_GRPC_TLS_ENABLED", default_value = "false", value_parser = boolean, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     grpc_tls_enabled: bool,
     #[arg(long = "grpc-tls-cert", env = "FLOW_GRPC_TLS_CERT")]
     grpc_tls_cert: Option<PathBuf>,
@@ -295,7 +307,11 @@ impl Config {
                 endpoints
             };
             for e in &endpoints {
-                if !(e.starts_with("http://") || e.starts_with("https://")) && !e.contains(':') {
+                let (scheme_ok, host_port) = match e.split_once("://") {
+                    Some((scheme, rest)) => (scheme == "http" || scheme == "https", rest),
+                    None => (true, e.as_str()),
+                };
+                if !scheme_ok || !host_port.contains(':') {
                     return Err(ConfigError(format!(
                         "invalid etcd endpoint {e:?}: expected http://host:port or https://host:port"
                     )));
@@ -314,10 +330,7 @@ impl Config {
                     "FLOW_ETCD_CERT and FLOW_ETCD_KEY must be set together".into(),
                 ));
             }
-            c.ca_pem = a
-                .etcd_ca
-                .map(|p| read_file("etcd CA", &p))
-                .transpose()?;
+            c.ca_pem = a.etcd_ca.map(|p| read_file("etcd CA", &p)).transpose()?;
             c.cert_pem = a
                 .etcd_cert
                 .map(|p| read_file("etcd client certificate", &p))
@@ -405,18 +418,37 @@ mod tests {
     #[test]
     fn go_style_flags_are_accepted() {
         let n = normalize_go_flags(
-            ["flow-api", "-http-addr", ":1", "-etcd=http://x:1", "--grpc-addr", ":2", "-h"]
-                .map(String::from),
+            [
+                "flow-api",
+                "-http-addr",
+                ":1",
+                "-etcd=http://x:1",
+                "--grpc-addr",
+                ":2",
+                "-h",
+            ]
+            .map(String::from),
         );
         assert_eq!(
             n,
-            ["flow-api", "--http-addr", ":1", "--etcd=http://x:1", "--grpc-addr", ":2", "-h"]
+            [
+                "flow-api",
+                "--http-addr",
+                ":1",
+                "--etcd=http://x:1",
+                "--grpc-addr",
+                ":2",
+                "-h"
+            ]
         );
     }
 
     #[test]
     fn addresses() {
-        assert_eq!(socket_addr("x", ":8080").unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            socket_addr("x", ":8080").unwrap().to_string(),
+            "0.0.0.0:8080"
+        );
         assert_eq!(
             socket_addr("x", "127.0.0.1:9").unwrap().to_string(),
             "127.0.0.1:9"
@@ -462,7 +494,15 @@ mod tests {
     fn auth_without_a_key_refuses_to_start() {
         let e = load(&["--store", "etcd", "--auth-enabled", "true"]).unwrap_err();
         assert!(e.0.contains("FLOW_API_KEY"), "{e}");
-        let c = load(&["--store", "etcd", "--auth-enabled", "true", "--api-key", "k"]).unwrap();
+        let c = load(&[
+            "--store",
+            "etcd",
+            "--auth-enabled",
+            "true",
+            "--api-key",
+            "k",
+        ])
+        .unwrap();
         assert!(c.api_key.is_some());
     }
 

@@ -6,3 +6,5 @@ mod concurrency;
 mod conformance;
 mod keys;
 mod kv;
+mod readme;
+mod rest;
