@@ -10,10 +10,10 @@
 pub mod core;
 #[cfg(feature = "server")]
 pub mod handler;
+#[cfg(feature = "server")]
+pub mod local;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]
 pub mod testkit;
-#[cfg(feature = "server")]
-pub mod local;

@@ -58,10 +58,10 @@ impl GrpcApi {
         let auth = AuthInterceptor {
             state: self.state.clone(),
         };
-        let flows = FlowServiceServer::new(self.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let schemas = SchemaRegistryServiceServer::new(self)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let flows =
+            FlowServiceServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let schemas =
+            SchemaRegistryServiceServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES);
         (
             InterceptedService::new(flows, auth.clone()),
             InterceptedService::new(schemas, auth),
@@ -193,6 +193,11 @@ impl SchemaRegistryService for GrpcApi {
         &self,
         req: Request<DeleteSchemaRequest>,
     ) -> Result<Response<()>, Status> {
-        reply(self.state.schemas().delete(&req.into_inner().schema_id).await)
+        reply(
+            self.state
+                .schemas()
+                .delete(&req.into_inner().schema_id)
+                .await,
+        )
     }
 }

@@ -64,7 +64,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to 20 s).
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -111,7 +114,11 @@ async fn serve_rest(
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     match tls {
-        None => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
         Some(files) => {
             let config = tls::server_config(&files).map_err(std::io::Error::other)?;
             let handle = axum_server::Handle::new();
