@@ -64,3 +64,59 @@ macro_rules! both {
     };
 }
 pub(crate) use both;
+
+/// A real server (REST and gRPC) on loopback ports chosen by the OS; stopped on drop.
+pub struct TestServer {
+    pub http: std::net::SocketAddr,
+    pub grpc: std::net::SocketAddr,
+    pub store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: flowpipe_api::local::Config) -> TestServer {
+        let server = flowpipe_api::local::Server::bind(config)
+            .await
+            .expect("bind");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = server.http_addr();
+        let grpc = server.grpc_addr();
+        let store = server.state().store().clone();
+        let serving = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            http,
+            grpc,
+            store,
+            stop: Some(stop),
+            serving: Some(serving),
+        }
+    }
+
+    /// Stops the server and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.serving.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// The store configuration of a fresh etcd namespace.
+pub fn etcd_config() -> StoreConfig {
+    let mut config = EtcdConfig::new(etcd().endpoints());
+    config.namespace = unique_namespace().into_bytes();
+    StoreConfig::Etcd(Box::new(config))
+}

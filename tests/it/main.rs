@@ -4,7 +4,9 @@
 mod common;
 mod concurrency;
 mod conformance;
+mod grpc;
 mod keys;
 mod kv;
 mod readme;
 mod rest;
+mod security;
