@@ -1,9 +1,11 @@
 //! Integration tests, in one binary so the dependency set is linked once and one etcd serves them
 //! all (each test in its own key namespace or store).
 
+mod bad_input;
 mod common;
 mod concurrency;
 mod conformance;
+mod faults;
 mod grpc;
 mod keys;
 mod kv;
