@@ -226,9 +226,38 @@ fn parse_mode_shorthand(v: &Value) -> Option<ExecutionMode> {
     }
 }
 
-/// Encodes a message as protojson.
-pub fn encode<T: serde::Serialize>(msg: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(msg).map_err(|e| Error::internal(format!("cannot encode response: {e}")))
+/// Encodes a message as protojson the way grpc-gateway does (EmitUnpopulated): pbjson writes
+/// every scalar, list and map, and this adds the `null` of every unset singular message field.
+pub fn encode<T: serde::Serialize + prost::Name>(msg: &T) -> Result<Vec<u8>> {
+    let fail = |e: serde_json::Error| Error::internal(format!("cannot encode response: {e}"));
+    let mut value = serde_json::to_value(msg).map_err(fail)?;
+    fill_unpopulated(&T::full_name(), &mut value);
+    serde_json::to_vec(&value).map_err(fail)
+}
+
+fn fill_unpopulated(message: &str, value: &mut Value) {
+    use crate::proto::{FieldKind, MESSAGE_FIELDS};
+    let Some(obj) = value.as_object_mut() else {
+        return;
+    };
+    let Some((_, fields)) = MESSAGE_FIELDS.iter().find(|(m, _)| *m == message) else {
+        return; // a well-known type: pbjson-compatible already
+    };
+    for (name, kind, ty) in *fields {
+        match (kind, obj.get_mut(*name)) {
+            (FieldKind::NullIfUnset, None) => {
+                obj.insert((*name).to_string(), Value::Null);
+            }
+            (FieldKind::NullIfUnset | FieldKind::Optional, Some(v)) => fill_unpopulated(ty, v),
+            (FieldKind::Repeated, Some(Value::Array(items))) => {
+                items.iter_mut().for_each(|v| fill_unpopulated(ty, v));
+            }
+            (FieldKind::MapValues, Some(Value::Object(entries))) => {
+                entries.values_mut().for_each(|v| fill_unpopulated(ty, v));
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +356,31 @@ mod tests {
         );
         let e = decode_flow_spec(deep.as_bytes()).unwrap_err();
         assert!(e.message().contains("recursion limit"), "{e}");
+    }
+
+    #[test]
+    fn unset_singular_messages_are_null_and_unset_optionals_absent() {
+        use crate::proto::v1::{Flow, FlowStatus, StageSpec};
+        let flow = Flow {
+            status: Some(FlowStatus::default()),
+            spec: Some(FlowSpec {
+                stages: vec![StageSpec::default()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v: Value = serde_json::from_slice(&encode(&flow).unwrap()).unwrap();
+        assert_eq!(v["createTime"], Value::Null);
+        assert!(v.as_object().unwrap().contains_key("createTime"));
+        assert!(v["status"].as_object().unwrap().contains_key("lastUpdated"));
+        let stage = v["spec"]["stages"][0].as_object().unwrap();
+        assert_eq!(stage["config"], Value::Null);
+        assert!(
+            !stage.contains_key("inputQueue"),
+            "proto3 optional stays absent"
+        );
+        let spec = v["spec"].as_object().unwrap();
+        assert!(!spec.contains_key("execution") && !spec.contains_key("kubernetes"));
     }
 
     #[test]

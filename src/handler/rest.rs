@@ -345,17 +345,16 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
 
 // ---- responses ------------------------------------------------------------------------------
 
-fn json_response<T: Serialize>(msg: &T) -> Result<Response> {
-    let body = json::encode(msg)?;
-    Ok((
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+fn json_response<T: Serialize + prost::Name>(msg: &T) -> Result<Response> {
+    Ok(json_ok(json::encode(msg)?))
+}
+
+fn json_ok(body: impl Into<axum::body::Body>) -> Response {
+    let content_type = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    (StatusCode::OK, content_type, body.into()).into_response()
 }
 
 /// A `Flow` with `ETag: "<version>"` (contract B.4).
@@ -368,15 +367,7 @@ fn flow_response(flow: Flow) -> Result<Response> {
 }
 
 fn empty_response() -> Result<Response> {
-    Ok((
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        "{}",
-    )
-        .into_response())
+    Ok(json_ok("{}"))
 }
 
 // ---- handlers -------------------------------------------------------------------------------
@@ -550,26 +541,21 @@ async fn delete_schema(
 
 /// Liveness: the process answers. Never touches the store.
 async fn healthz() -> Response {
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        r#"{"status":"ok"}"#,
-    )
-        .into_response()
+    json_ok(r#"{"status":"ok"}"#)
 }
 
 /// Readiness: the store answers within 3 s, else 503 in the error format.
 async fn readyz(State(s): State<AppState>) -> Result<Response> {
     let store = s.store().describe();
     match tokio::time::timeout(Duration::from_secs(3), s.store().ping()).await {
-        Ok(Ok(())) => json_response(&serde_json::json!({
-            "status": "ready",
-            "store": store,
-            "env": s.http().env,
-        })),
+        Ok(Ok(())) => Ok(json_ok(
+            serde_json::json!({
+                "status": "ready",
+                "store": store,
+                "env": s.http().env,
+            })
+            .to_string(),
+        )),
         Ok(Err(e)) => Err(Error::unavailable(format!(
             "not ready: {store}: {}",
             e.message()

@@ -21,6 +21,19 @@ pub mod flowpipe {
 
 pub use flowpipe::v1;
 
+/// How the protojson encoder treats one message-typed field (see `build.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Singular, without `optional`: written as `null` when unset.
+    NullIfUnset,
+    /// proto3 `optional` (or in a oneof): left out when unset.
+    Optional,
+    Repeated,
+    MapValues,
+}
+
+include!(concat!(env!("OUT_DIR"), "/message_fields.rs"));
+
 /// The encoded `FileDescriptorSet` of the contract (plus its google/protobuf imports), served by
 /// gRPC reflection so `grpcurl` works without the .proto files.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
