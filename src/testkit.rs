@@ -84,6 +84,7 @@ pub struct EtcdCluster {
     binary: PathBuf,
     dir: PathBuf,
     token: String,
+    extra_args: Vec<String>,
     members: Vec<Member>,
 }
 
@@ -95,6 +96,12 @@ impl EtcdCluster {
 
     /// Starts an `n`-member cluster and waits until every member is healthy.
     pub fn start(n: usize) -> Result<Self, String> {
+        Self::start_with_args(n, &[])
+    }
+
+    /// Like [`EtcdCluster::start`], with extra etcd flags for every member (e.g.
+    /// `--auth-token-ttl=1`).
+    pub fn start_with_args(n: usize, extra_args: &[&str]) -> Result<Self, String> {
         let binary = etcd_binary()?;
         let dir = std::env::temp_dir().join(format!(
             "flowpipe-etcd-{}-{}",
@@ -115,6 +122,7 @@ impl EtcdCluster {
             .collect();
         let mut cluster = EtcdCluster {
             binary,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             token: format!("flowpipe-test-{}", uuid::Uuid::new_v4().simple()),
             dir,
             members,
@@ -175,6 +183,7 @@ impl EtcdCluster {
             .arg("500")
             .arg("--logger")
             .arg("zap")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
             .stderr(Stdio::from(log))

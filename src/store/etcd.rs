@@ -197,6 +197,10 @@ impl EtcdStore {
                     Code::Unauthenticated | Code::PermissionDenied => {
                         unavailable(format!("etcd refused our credentials: {msg}"))
                     }
+                    // A wrong user or password comes back as INVALID_ARGUMENT.
+                    Code::InvalidArgument if msg.contains("authentication failed") => {
+                        unavailable(format!("etcd refused our credentials: {msg}"))
+                    }
                     _ => Error::internal(format!("etcd error {:?}: {msg}", s.code())),
                 }
             }

@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod concurrency;
 mod conformance;
+mod etcd_auth;
 mod faults;
 mod grpc;
 mod keys;
