@@ -559,3 +559,51 @@ async fn readyz_is_503_when_etcd_is_unreachable() {
         .await
         .error(503, 14, "STORE_UNAVAILABLE");
 }
+
+#[tokio::test]
+async fn cors_and_compression() {
+    let api = Api::with(
+        crate::common::memory_store(),
+        HttpSettings {
+            cors_origins: vec!["https://ui.example".into()],
+            ..Default::default()
+        },
+    );
+    let preflight = Request::builder()
+        .method("OPTIONS")
+        .uri("/v1/flows")
+        .header("origin", "https://ui.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,authorization",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.app.clone().oneshot(preflight).await.unwrap();
+    assert!(resp.status().is_success());
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://ui.example"
+    );
+    let other = Request::builder()
+        .uri("/healthz")
+        .header("origin", "https://evil.example")
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.app.clone().oneshot(other).await.unwrap();
+    assert!(!resp.headers().contains_key("access-control-allow-origin"));
+
+    for i in 0..30 {
+        api.call("POST", "/v1/flows", Some(two_stage(&format!("z{i}"), 1)))
+            .await
+            .ok();
+    }
+    let gz = Request::builder()
+        .uri("/v1/flows")
+        .header("accept-encoding", "gzip")
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.app.clone().oneshot(gz).await.unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+}
