@@ -36,14 +36,20 @@ async fn password_auth_with_token_refresh() {
     admin.user_grant_role("root", "root").await.unwrap();
     admin.role_add("flowpipe").await.unwrap();
     admin
-        .role_grant_permission("flowpipe", Permission::read_write("/flowpipe/").with_prefix())
+        .role_grant_permission(
+            "flowpipe",
+            Permission::read_write("/flowpipe/").with_prefix(),
+        )
         .await
         .unwrap();
     admin.user_add("flowpipe", "s3cret", None).await.unwrap();
     admin.user_grant_role("flowpipe", "flowpipe").await.unwrap();
     admin.auth_enable().await.unwrap();
 
-    let flows = FlowRegistry::new(store(endpoints.clone(), "flowpipe", "s3cret"), SystemEnvironment);
+    let flows = FlowRegistry::new(
+        store(endpoints.clone(), "flowpipe", "s3cret"),
+        SystemEnvironment,
+    );
     let create = |name: &str| CreateFlowRequest {
         spec: Some(FlowSpec {
             name: name.into(),
