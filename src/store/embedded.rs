@@ -77,6 +77,7 @@ fn storage<E: std::fmt::Display>(e: E) -> Error {
 pub struct EmbeddedStore {
     db: Arc<Database>,
     path: Option<PathBuf>,
+    retained: u64,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -118,7 +119,14 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             db: Arc::new(db),
             path,
+            retained: RETAINED_REVISIONS,
         })
+    }
+
+    /// Keeps only the last `revisions` revisions readable (tests of compaction).
+    pub fn with_retained_revisions(mut self, revisions: u64) -> Self {
+        self.retained = revisions.max(1);
+        self
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -303,7 +311,7 @@ fn read_only_txn(db: &Database, txn: Txn) -> Result<TxnResponse> {
     })
 }
 
-fn write_txn(db: &Database, txn: Txn) -> Result<(TxnResponse, bool)> {
+fn write_txn(db: &Database, txn: Txn, retained: u64) -> Result<(TxnResponse, bool)> {
     let tx = db.begin_write().map_err(storage)?;
     let (resp, compact_due) = {
         let mut table = tx.open_table(KV).map_err(storage)?;
@@ -384,21 +392,21 @@ fn write_txn(db: &Database, txn: Txn) -> Result<(TxnResponse, bool)> {
                 revision: revision as i64,
                 responses,
             },
-            changed && revision.saturating_sub(compacted) > 2 * RETAINED_REVISIONS,
+            changed && revision.saturating_sub(compacted) > 2 * retained,
         )
     };
     tx.commit().map_err(storage)?;
     Ok((resp, compact_due))
 }
 
-/// Forgets every version older than `current - RETAINED_REVISIONS` that a newer one supersedes.
-fn compact(db: &Database) -> Result<()> {
+/// Forgets every version older than `current - retained` that a newer one supersedes.
+fn compact(db: &Database, retained: u64) -> Result<()> {
     let tx = db.begin_write().map_err(storage)?;
     {
         let mut table = tx.open_table(KV).map_err(storage)?;
         let mut meta = tx.open_table(META).map_err(storage)?;
         let (current, _) = revisions(&meta)?;
-        let upto = current.saturating_sub(RETAINED_REVISIONS);
+        let upto = current.saturating_sub(retained);
         let mut doomed: Vec<(Vec<u8>, u64)> = Vec::new();
         // Per key: every entry at or below `upto` except the last one, and that one too if it is
         // a tombstone.
@@ -451,10 +459,13 @@ impl Kv for EmbeddedStore {
         if is_read_only(&txn.success) && is_read_only(&txn.failure) {
             return self.blocking(move |db| read_only_txn(db, txn)).await;
         }
-        let (resp, compact_due) = self.blocking(move |db| write_txn(db, txn)).await?;
+        let retained = self.retained;
+        let (resp, compact_due) = self
+            .blocking(move |db| write_txn(db, txn, retained))
+            .await?;
         if compact_due {
             // Compaction is housekeeping: a failure is logged, never the caller's error.
-            let result = self.blocking(compact).await;
+            let result = self.blocking(move |db| compact(db, retained)).await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "embedded store compaction failed");
             }
@@ -466,6 +477,68 @@ impl Kv for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Code;
+
+    async fn put(s: &EmbeddedStore, k: &str, v: &str) -> i64 {
+        s.txn(Txn {
+            success: vec![TxnOp::put(k, v)],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .revision
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_recent_revisions_and_the_latest_values() {
+        let s = EmbeddedStore::in_memory()
+            .unwrap()
+            .with_retained_revisions(10);
+        let first = put(&s, "/keep", "v0").await;
+        put(&s, "/gone", "x").await;
+        s.txn(Txn {
+            success: vec![TxnOp::delete("/gone")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut last = 0;
+        for i in 1..=60 {
+            last = put(&s, "/hot", &format!("v{i}")).await;
+        }
+        // Old revisions are gone, as on a compacted etcd...
+        let e = s
+            .range(RangeRequest::key("/keep").at_revision(first))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        // ...recent ones and every current value stay.
+        let recent = s
+            .range(RangeRequest::key("/hot").at_revision(last - 5))
+            .await
+            .unwrap();
+        assert_eq!(recent.kvs[0].value, b"v55");
+        let keep = s.range(RangeRequest::key("/keep")).await.unwrap();
+        assert_eq!(keep.kvs[0].value, b"v0");
+        assert_eq!(keep.kvs[0].mod_revision, first);
+        assert!(
+            s.range(RangeRequest::key("/gone"))
+                .await
+                .unwrap()
+                .kvs
+                .is_empty()
+        );
+        // Superseded versions and tombstones were removed from the table.
+        let entries = s
+            .blocking(|db| {
+                let tx = db.begin_read().map_err(storage)?;
+                let t = tx.open_table(KV).map_err(storage)?;
+                Ok(redb::ReadableTableMetadata::len(&t).map_err(storage)?)
+            })
+            .await
+            .unwrap();
+        assert!(entries < 30, "{entries} entries left");
+    }
 
     #[test]
     fn records_round_trip() {
