@@ -32,6 +32,9 @@ pub enum FieldKind {
     MapValues,
 }
 
+/// One message-typed field: JSON name, kind, and the field's message type.
+pub type MessageField = (&'static str, FieldKind, &'static str);
+
 include!(concat!(env!("OUT_DIR"), "/message_fields.rs"));
 
 /// The encoded `FileDescriptorSet` of the contract (plus its google/protobuf imports), served by

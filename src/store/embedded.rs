@@ -533,7 +533,7 @@ mod tests {
             .blocking(|db| {
                 let tx = db.begin_read().map_err(storage)?;
                 let t = tx.open_table(KV).map_err(storage)?;
-                Ok(redb::ReadableTableMetadata::len(&t).map_err(storage)?)
+                redb::ReadableTableMetadata::len(&t).map_err(storage)
             })
             .await
             .unwrap();
