@@ -31,6 +31,8 @@ use crate::proto::v1::{
 
 /// The largest binary `FlowSpec` stored (contract B.5).
 pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+/// Most keys one ListFlows discovery read asks for.
+const MAX_SCAN_KEYS: i64 = 2_000;
 
 /// Flow versioning over a transactional KV store.
 #[derive(Debug)]
@@ -67,6 +69,22 @@ fn contention(name: &FlowName, attempts: u32) -> Error {
         )
         .with("flow", name),
     )
+}
+
+/// Whether a stored spec and a candidate (defaults applied) are the same spec "after defaults"
+/// (contract B.4). Decoded comparison: independent of how the stored bytes were encoded.
+fn same_spec(stored: &FlowSpec, candidate: &FlowSpec) -> bool {
+    let mut stored = stored.clone();
+    super::validation::apply_defaults(&mut stored);
+    &stored == candidate
+}
+
+/// A version slot that the recorded and the scanned latest version both say is free is taken:
+/// the store changes under us in a way this API never writes.
+fn slot_taken(name: &FlowName, n: VersionNumber) -> Error {
+    Error::internal(format!(
+        "flow \"{name}\": version {n} exists but no scan of the version keys finds it"
+    ))
 }
 
 /// The spec as stored at version `v`: `name` and `version` filled in (contract A.4).
@@ -206,15 +224,22 @@ impl FlowHead {
     /// The flow as the API returns it, at active version `v` with `spec`.
     fn flow(&self, meta: &FlowMeta, v: VersionNumber, spec: FlowSpec) -> Result<Flow> {
         Ok(Flow {
+            status: Some(self.status()?),
+            ..self.flow_without_status(meta, v, spec)
+        })
+    }
+
+    fn flow_without_status(&self, meta: &FlowMeta, v: VersionNumber, spec: FlowSpec) -> Flow {
+        Flow {
             name: self.name.as_str().to_owned(),
             version: v.get(),
             spec: Some(spec),
-            status: Some(self.status()?),
+            status: None,
             uid: meta.uid.clone(),
             create_time: meta.created_at.map(timestamp),
             update_time: meta.updated_at.or(meta.created_at).map(timestamp),
             latest_version: meta.latest_version.unwrap_or(0).max(v.get()),
-        })
+        }
     }
 }
 
@@ -281,10 +306,19 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
 
     /// The spec of version `v` as of `head`'s revision.
     async fn read_spec(&self, head: &FlowHead, v: VersionNumber) -> Result<FlowSpec> {
-        let resp = self
+        let key = head.keys.version_spec(v);
+        let resp = match self
             .kv
-            .range(RangeRequest::key(head.keys.version_spec(v)).at_revision(head.revision))
-            .await?;
+            .range(RangeRequest::key(key.clone()).at_revision(head.revision))
+            .await
+        {
+            // Compacted since the head was read: a version never changes once written, so the
+            // latest revision holds the same bytes.
+            Err(Error::FailedPrecondition(d)) if d.reason == super::kv::REVISION_UNAVAILABLE => {
+                self.kv.range(RangeRequest::key(key)).await?
+            }
+            other => other?,
+        };
         match resp.kvs.first() {
             Some(kv) => decode_spec(&head.name, v, &kv.value),
             None => Err(Error::internal(format!(
@@ -320,6 +354,15 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             .filter_map(|kv| keys::version_of_key(&kv.key))
             .max();
         Ok([scanned, recorded, head.active].into_iter().flatten().max())
+    }
+
+    /// Meta written without a uid (by an older writer, or missing altogether) gets one, and a
+    /// creation time, on the next write: contract A.4 requires both.
+    fn repair_meta(&self, meta: &mut FlowMeta, now: chrono::DateTime<chrono::Utc>) {
+        if meta.uid.is_empty() {
+            meta.uid = self.env.new_uid();
+            meta.created_at.get_or_insert(now);
+        }
     }
 
     /// The state to try again with after losing a race (attempt `attempt` failed). The first
@@ -398,16 +441,14 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                 })
                 .await?;
             if resp.succeeded {
-                let head = FlowHead::empty(&name, &keys, resp.revision);
+                // The status key (if the controller left one) is untouched, as GetFlow shows.
                 return head.flow(&meta, n, at_version(spec, &name, n));
             }
             let fresh = FlowHead::parse(&name, &keys, resp.range(0)?)?;
             if fresh.unchanged_since(&head) {
                 // Only the version slot was taken: the recorded latest version is stale.
                 if scan {
-                    return Err(Error::internal(format!(
-                        "flow \"{name}\": version {n} exists but no scan finds it"
-                    )));
+                    return Err(slot_taken(&name, n));
                 }
                 scan = true;
                 head = fresh;
@@ -431,7 +472,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         if head.is_live() {
             let active = head.live()?;
             let current = self.read_spec(head, active).await?;
-            if current == at_version(spec.clone(), name, active) {
+            if same_spec(&current, &at_version(spec.clone(), name, active)) {
                 return Ok(CreateOutcome::Existing(Box::new(head.flow(
                     &head.meta(),
                     active,
@@ -515,18 +556,23 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             meta.updated_at = Some(now);
             meta.latest_version = Some(n.get());
             meta.labels = spec.labels.clone();
-            if meta.uid.is_empty() {
-                // Meta missing or written without a uid by an older writer: repair it.
-                meta.uid = self.env.new_uid();
-                meta.created_at.get_or_insert(now);
-            }
+            self.repair_meta(&mut meta, now);
 
-            if req.validate_only {
+            // The transaction below detects an unchanged spec by comparing bytes, which is exact
+            // for versions this API wrote (its encoding is canonical). The active version may
+            // have been written by the original API (map order, defaults not applied): when the
+            // flow's meta does not record this API's versions, or after a rollback, compare the
+            // decoded specs first, at the cost of one read.
+            let foreign_possible =
+                head.meta.as_ref().and_then(|m| m.latest_version) != Some(active.get());
+            if req.validate_only || foreign_possible {
                 let current = self.read_spec(&head, active).await?;
-                if current == same {
+                if same_spec(&current, &same) {
                     return head.flow(&head.meta(), active, current);
                 }
-                return head.flow(&meta, n, new_spec);
+                if req.validate_only {
+                    return head.flow(&meta, n, new_spec);
+                }
             }
 
             let mut compare = head.guard();
@@ -562,11 +608,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                         head = fresh;
                         continue;
                     }
-                    Some(_) => {
-                        return Err(Error::internal(format!(
-                            "flow \"{name}\": version {n} exists but no scan finds it"
-                        )));
-                    }
+                    Some(_) => return Err(slot_taken(&name, n)),
                     None => {
                         return Err(Error::internal(format!(
                             "flow \"{name}\" points at version {active}, which has no spec"
@@ -609,6 +651,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             }
             let mut meta = head.meta();
             meta.updated_at = Some(now);
+            self.repair_meta(&mut meta, now);
             let resp = self
                 .kv
                 .txn(Txn {
@@ -641,6 +684,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             let mut meta = head.meta();
             meta.deleted = true;
             meta.deleted_at = Some(now);
+            self.repair_meta(&mut meta, now);
             let resp = self
                 .kv
                 .txn(Txn {
@@ -680,8 +724,9 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         head.status()
     }
 
-    /// GetFlowVersion: the flow as it was at `version`, without status.
-    pub async fn get_version(&self, name: &str, version: u64) -> Result<Flow> {
+    /// GetFlowVersion: the flow as it was at `version`, without status; and the active version
+    /// (for the REST ETag).
+    pub async fn get_version(&self, name: &str, version: u64) -> Result<(Flow, VersionNumber)> {
         let name = parse_flow_name(name)?;
         let v = VersionNumber::new(version).ok_or_else(|| {
             Error::invalid_field("INVALID_VERSION", "version", "must be at least 1")
@@ -696,7 +741,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             ]))
             .await?;
         let head = FlowHead::parse(&name, &keys, resp.range(0)?)?;
-        head.live()?;
+        let active = head.live()?;
         let spec = match resp.range(1)?.kvs.first() {
             Some(kv) => decode_spec(&name, v, &kv.value)?,
             None => return Err(version_not_found(&name, v)),
@@ -705,11 +750,9 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             Some(kv) => VersionMeta::decode(name.as_str(), &kv.value)?.created_at,
             None => None,
         };
-        let meta = head.meta();
-        let mut flow = head.flow(&meta, v, spec)?;
-        flow.status = None;
+        let mut flow = head.flow_without_status(&head.meta(), v, spec);
         flow.update_time = created.map(timestamp);
-        Ok(flow)
+        Ok((flow, active))
     }
 
     /// Reads the heads of `names` at `revision`, in transactions of at most [`MAX_TXN_OPS`]
@@ -724,12 +767,16 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                         .map(|k| FlowHead::range(k).at_revision(revision)),
                 ))
                 .await?;
-            chunk
-                .iter()
-                .zip(&keys)
-                .enumerate()
-                .map(|(i, (n, k))| FlowHead::parse(n, k, resp.range(i)?))
-                .collect::<Result<Vec<_>>>()
+            let mut heads = Vec::with_capacity(chunk.len());
+            for (i, (n, k)) in chunk.iter().zip(&keys).enumerate() {
+                // One flow with unreadable metadata must not fail the whole listing: it is left
+                // out (and logged); GetFlow on it reports the problem.
+                match FlowHead::parse(n, k, resp.range(i)?) {
+                    Ok(head) => heads.push(head),
+                    Err(e) => tracing::warn!(flow = %n, error = %e, "leaving an unreadable flow out of a listing"),
+                }
+            }
+            Ok::<_, Error>(heads)
         });
         Ok(try_join_all(chunks).await?.into_iter().flatten().collect())
     }
@@ -745,30 +792,21 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
     /// Name order is not etcd key order: `a-b/...` sorts before `a/...` because `-` < `/`. A name
     /// sorts after the names it extends with `-`, so for every name found, those shorter names
     /// (`a` for `a-b`) are looked up too; the page is then the smallest live names, which is
-    /// exactly the name-ordered page (see the unit tests).
+    /// exactly the name-ordered page (see `list_flows_in_name_order_across_pages` in
+    /// tests/it/conformance.rs).
     pub async fn list(&self, page_size: i32, page_token: &str) -> Result<ListFlowsResponse> {
         let size = pagination::page_size(page_size)?;
         let token = PageToken::decode(page_token, "flows")?;
         let after = match &token {
-            Some(t) => Some(FlowName::parse(&t.after).map_err(|_| {
-                Error::invalid_field(
-                    pagination::INVALID_PAGE_TOKEN,
-                    "page_token",
-                    "is not a token returned by this listing",
-                )
-            })?),
+            Some(t) => Some(
+                FlowName::parse(&t.after).map_err(|_| pagination::invalid_token("bad position"))?,
+            ),
             None => None,
         };
         let revision = token.as_ref().map_or(0, |t| t.revision);
-        let expired = |e: Error| match (&e, revision) {
-            (Error::FailedPrecondition(d), r)
-                if d.reason == super::kv::REVISION_UNAVAILABLE && r > 0 =>
-            {
-                pagination::expired(r)
-            }
-            _ => e,
-        };
-        self.list_page(size, after, revision).await.map_err(expired)
+        self.list_page(size, after, revision)
+            .await
+            .map_err(|e| pagination::expired_if_compacted(e, revision))
     }
 
     async fn list_page(
@@ -816,29 +854,42 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                 if revision == 0 {
                     revision = resp.revision;
                 }
-                let mut flows_seen = 0usize;
-                let mut last: Option<FlowName> = None;
+                // Keys per flow segment, in key order; the last segment may be cut off.
+                let mut segments: Vec<usize> = Vec::new();
+                let mut last_end: Option<Vec<u8>> = None;
                 for kv in &resp.kvs {
-                    let Some((name, kind)) = keys::parse_flow_key(&kv.key) else {
-                        continue;
-                    };
-                    if last.as_ref() != Some(&name) {
-                        flows_seen += 1;
-                        last = Some(name.clone());
+                    let end = keys::flow_segment_end(&kv.key);
+                    if last_end.as_ref() != Some(&end) {
+                        segments.push(0);
+                        last_end = Some(end);
                     }
-                    if kind == FlowKeyKind::Active && is_after(&name) {
-                        probes.extend(name.dash_prefixes().filter(|p| is_after(p)));
-                        scanned.insert(name);
+                    if let Some(n) = segments.last_mut() {
+                        *n += 1;
+                    }
+                    match keys::parse_flow_key(&kv.key) {
+                        Some((name, FlowKeyKind::Active)) if is_after(&name) => {
+                            probes.extend(name.dash_prefixes().filter(|p| is_after(p)));
+                            scanned.insert(name);
+                        }
+                        Some(_) => {}
+                        // Not a name this API accepts (written by an older writer): such a flow
+                        // cannot be addressed through the API, so it is not listed.
+                        None => {
+                            tracing::debug!(key = %String::from_utf8_lossy(&kv.key), "skipping key of an invalid flow name")
+                        }
                     }
                 }
-                match (last, resp.more) {
-                    (Some(last), true) => {
-                        // Skip the rest of the last flow's versions; size the next read from
-                        // the keys per flow this one saw, within bounds.
-                        cursor = FlowKeys::new(&last).subtree_end();
-                        let per_flow = resp.kvs.len() / flows_seen.max(1) + 1;
-                        let missing = want.saturating_sub(possible(&scanned, &heads)).max(1);
-                        limit = ((missing * per_flow) as i64).clamp(16, 10_000);
+                match (last_end, resp.more) {
+                    (Some(next), true) => {
+                        // Skip the rest of the last segment (its versions), and size the next
+                        // read from the flows this one saw whole.
+                        cursor = next;
+                        let whole = &segments[..segments.len() - 1];
+                        if !whole.is_empty() {
+                            let per_flow = whole.iter().sum::<usize>() / whole.len() + 1;
+                            let missing = want.saturating_sub(possible(&scanned, &heads)).max(1);
+                            limit = ((missing * per_flow) as i64).clamp(16, MAX_SCAN_KEYS);
+                        }
                     }
                     _ => exhausted = true,
                 }
@@ -864,9 +915,13 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         let live: Vec<&FlowHead> = heads.values().flatten().collect();
         let mut flows = Vec::with_capacity(size.min(live.len()));
         for head in live.iter().take(size) {
+            let status = head.status().unwrap_or_else(|e| {
+                tracing::warn!(flow = %head.name, error = %e, "listing a flow with an unreadable status");
+                FlowStatus::default()
+            });
             flows.push(FlowSummary {
                 name: head.name.as_str().to_owned(),
-                status: Some(head.status()?),
+                status: Some(status),
                 version: head.active.map_or(0, VersionNumber::get),
             });
         }
@@ -899,26 +954,16 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         let listing = format!("versions/{name}");
         let token = PageToken::decode(page_token, &listing)?;
         let after = match &token {
-            Some(t) => t.after.parse::<u64>().map_err(|_| {
-                Error::invalid_field(
-                    pagination::INVALID_PAGE_TOKEN,
-                    "page_token",
-                    "is not a token returned by this listing",
-                )
-            })?,
+            Some(t) => t
+                .after
+                .parse::<u64>()
+                .map_err(|_| pagination::invalid_token("bad position"))?,
             None => 0,
         };
         let revision = token.as_ref().map_or(0, |t| t.revision);
         self.list_versions_page(&name, size, after, revision)
             .await
-            .map_err(|e| match &e {
-                Error::FailedPrecondition(d)
-                    if d.reason == super::kv::REVISION_UNAVAILABLE && revision > 0 =>
-                {
-                    pagination::expired(revision)
-                }
-                _ => e,
-            })
+            .map_err(|e| pagination::expired_if_compacted(e, revision))
     }
 
     async fn list_versions_page(
@@ -939,7 +984,8 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             .latest_version(&head, false)
             .await?
             .map_or(0, VersionNumber::get);
-        let first = after + 1;
+        // A forged token can say anything: `after` beyond every version is just an empty page.
+        let first = after.saturating_add(1);
         let last = latest.min(after.saturating_add(size as u64));
         let numbers: Vec<VersionNumber> = (first..=last).filter_map(VersionNumber::new).collect();
 

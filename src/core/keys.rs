@@ -142,6 +142,29 @@ pub fn parse_flow_key(key: &[u8]) -> Option<(FlowName, FlowKeyKind)> {
     Some((name, kind))
 }
 
+/// The first key after everything under the flow segment that `key` is in
+/// (`/flowpipe/flows/<segment>0` for `/flowpipe/flows/<segment>/...`), whether or not the segment
+/// is a valid flow name: scans use it to step over a flow's versions, and over keys that no flow
+/// of this API can own. For a key with no segment of its own, the key right after it.
+pub fn flow_segment_end(key: &[u8]) -> Vec<u8> {
+    let prefix = FLOWS_PREFIX.as_bytes();
+    match key
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.iter().position(|b| *b == b'/'))
+    {
+        Some(len) => {
+            let mut end = key[..prefix.len() + len].to_vec();
+            end.push(b'/' + 1);
+            end
+        }
+        None => {
+            let mut next = key.to_vec();
+            next.push(0);
+            next
+        }
+    }
+}
+
 /// The version number a `versions/<n>/...` key names, for keys read from a versions prefix.
 pub fn version_of_key(key: &[u8]) -> Option<VersionNumber> {
     match parse_flow_key(key)?.1 {
@@ -259,6 +282,22 @@ mod tests {
         assert_eq!(parse_flow_key(b"/flowpipe/flows/Bad/active"), None);
         assert_eq!(parse_flow_key(b"/flowpipe/schemas/x/active"), None);
         assert_eq!(version_of_key(&k.version_meta(v)), Some(v));
+    }
+
+    #[test]
+    fn segment_ends_skip_valid_and_invalid_names() {
+        assert_eq!(
+            flow_segment_end(b"/flowpipe/flows/a/versions/3/spec"),
+            b"/flowpipe/flows/a0"
+        );
+        assert_eq!(
+            flow_segment_end(b"/flowpipe/flows/My_Flow/active"),
+            b"/flowpipe/flows/My_Flow0"
+        );
+        assert_eq!(
+            flow_segment_end(b"/flowpipe/flows/x"),
+            b"/flowpipe/flows/x\0"
+        );
     }
 
     #[test]

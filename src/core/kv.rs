@@ -79,8 +79,6 @@ pub struct RangeResponse {
     pub kvs: Vec<KeyValue>,
     /// Some keys in the range were left out because of `limit`.
     pub more: bool,
-    /// Number of keys in the range (ignoring `limit`).
-    pub count: i64,
     /// The store's revision when the read was served (the header revision).
     pub revision: i64,
 }

@@ -21,6 +21,15 @@ pub fn timestamp(t: DateTime<Utc>) -> crate::proto::wkt::Timestamp {
     t.into()
 }
 
+/// `null` reads as the type's default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 mod rfc3339_opt {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
@@ -50,8 +59,9 @@ pub struct FlowMeta {
     pub uid: String,
     #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
-    /// The labels of the last spec written by a create or update.
-    #[serde(default)]
+    /// The labels of the last spec written by a create or update. (Go writes an empty map as
+    /// `null`.)
+    #[serde(default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub deleted: bool,
@@ -138,6 +148,12 @@ mod tests {
         assert_eq!(again["owner"], "ops");
         assert_eq!(again["created_at"], "2024-05-01T10:00:00Z");
         assert!(again.get("latest_version").is_none());
+    }
+
+    #[test]
+    fn null_labels_from_go_read_as_empty() {
+        let m = FlowMeta::decode("f", br#"{"uid":"u","labels":null,"deleted":false}"#).unwrap();
+        assert!(m.labels.is_empty());
     }
 
     #[test]

@@ -52,13 +52,7 @@ impl PageToken {
         if token.is_empty() {
             return Ok(None);
         }
-        let invalid = |why: &str| {
-            Error::invalid_field(
-                INVALID_PAGE_TOKEN,
-                "page_token",
-                format!("is not a token returned by this listing ({why}); omit it to start over"),
-            )
-        };
+        let invalid = invalid_token;
         let bytes = URL_SAFE_NO_PAD
             .decode(token.trim_end_matches('='))
             .map_err(|_| invalid("not base64url"))?;
@@ -73,15 +67,32 @@ impl PageToken {
     }
 }
 
-/// The error for a token whose revision the store has compacted away.
-pub fn expired(revision: i64) -> Error {
+/// The error for a token that this listing did not issue.
+pub fn invalid_token(why: &str) -> Error {
     Error::invalid_field(
-        PAGE_TOKEN_EXPIRED,
+        INVALID_PAGE_TOKEN,
         "page_token",
-        format!(
-            "has expired: the snapshot it reads (revision {revision}) was compacted; list again without a page token"
-        ),
+        format!("is not a token returned by this listing ({why}); omit it to start over"),
     )
+}
+
+/// Turns the store's "revision unavailable" into an expired-token error when the listing reads
+/// the snapshot of a token (`revision > 0`); other errors pass through.
+pub fn expired_if_compacted(e: Error, revision: i64) -> Error {
+    match &e {
+        Error::FailedPrecondition(d)
+            if d.reason == super::kv::REVISION_UNAVAILABLE && revision > 0 =>
+        {
+            Error::invalid_field(
+                PAGE_TOKEN_EXPIRED,
+                "page_token",
+                format!(
+                    "has expired: the snapshot it reads (revision {revision}) is no longer available; list again without a page token"
+                ),
+            )
+        }
+        _ => e,
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::error::{Detail, Error, FieldViolation, Result};
 use super::keys::SchemaKeys;
 use super::kv::{Compare, Kv, RangeRequest, RangeResponse, Txn, TxnOp};
 use super::meta::SchemaRecord;
-use super::names::SchemaId;
+use super::names::{SchemaId, VersionNumber};
 use crate::proto::v1::{InMemorySchemaFormat, ListSchemaVersionsResponse, SchemaDefinition};
 
 /// The largest `raw_schema` accepted.
@@ -63,53 +63,94 @@ fn from_record(id: &SchemaId, bytes: &[u8]) -> Result<SchemaDefinition> {
     })
 }
 
-/// Everything stored about one schema, read at one revision.
+/// A schema's `active` pointer and version numbers, read at one revision (keys only: values can
+/// be large and are read one at a time where needed).
 struct SchemaState {
     active: Option<u32>,
     active_mod: i64,
-    /// (version, definition) in ascending version order.
-    versions: Vec<(u32, Vec<u8>)>,
+    /// Every stored version number, ascending.
+    versions: Vec<u32>,
+}
+
+fn parse_active(id: &SchemaId, value: &[u8]) -> Result<u32> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(VersionNumber::parse_canonical)
+        .and_then(|v| u32::try_from(v.get()).ok())
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "active pointer of schema \"{id}\" is not a version number"
+            ))
+        })
 }
 
 impl SchemaState {
-    fn parse(keys: &SchemaKeys, resp: &RangeResponse) -> Result<Self> {
-        let mut state = SchemaState {
-            active: None,
-            active_mod: 0,
-            versions: Vec::new(),
-        };
-        for kv in &resp.kvs {
-            if kv.key == keys.active() {
-                let v = std::str::from_utf8(&kv.value)
-                    .ok()
-                    .and_then(|s| s.parse::<u32>().ok())
-                    .ok_or_else(|| {
-                        Error::internal("stored schema active pointer is not a number")
-                    })?;
-                state.active = Some(v);
-                state.active_mod = kv.mod_revision;
-            } else if let Some(v) = keys.version_of(&kv.key) {
-                state.versions.push((v, kv.value.clone()));
-            }
-        }
-        state.versions.sort_by_key(|(v, _)| *v);
-        Ok(state)
+    fn reads(keys: &SchemaKeys) -> [RangeRequest; 2] {
+        [
+            RangeRequest::key(keys.active()),
+            RangeRequest::prefix(keys.versions_prefix()).keys_only(),
+        ]
     }
 
-    fn latest_stored(&self) -> u32 {
-        self.versions.last().map_or(0, |(v, _)| *v)
+    fn parse(
+        id: &SchemaId,
+        keys: &SchemaKeys,
+        active: &RangeResponse,
+        versions: &RangeResponse,
+    ) -> Result<Self> {
+        let (active, active_mod) = match active.kvs.first() {
+            Some(kv) => (Some(parse_active(id, &kv.value)?), kv.mod_revision),
+            None => (None, 0),
+        };
+        let mut versions: Vec<u32> = versions
+            .kvs
+            .iter()
+            .filter_map(|kv| keys.version_of(&kv.key))
+            .collect();
+        versions.sort_unstable();
+        Ok(SchemaState {
+            active,
+            active_mod,
+            versions,
+        })
+    }
+
+    fn next_version(&self) -> u32 {
+        self.versions
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .max(self.active.unwrap_or(0))
+            + 1
     }
 }
+
+/// Versions read per transaction by ListSchemaVersions: a version is up to ~700 KiB of JSON, and
+/// a response must stay under the etcd client's 4 MiB message limit.
+const VERSIONS_PER_READ: usize = 4;
 
 impl<K: Kv> SchemaRegistry<K> {
     pub fn new(kv: K) -> Self {
         SchemaRegistry { kv }
     }
 
-    async fn read(&self, keys: &SchemaKeys) -> Result<SchemaState> {
-        let (start, end) = keys.all();
-        let resp = self.kv.range(RangeRequest::range(start, end)).await?;
-        SchemaState::parse(keys, &resp)
+    async fn read(&self, id: &SchemaId, keys: &SchemaKeys) -> Result<SchemaState> {
+        let resp = self.kv.txn(Txn::read(SchemaState::reads(keys))).await?;
+        SchemaState::parse(id, keys, resp.range(0)?, resp.range(1)?)
+    }
+
+    /// The definition stored as version `v`, if any.
+    async fn read_version(
+        &self,
+        id: &SchemaId,
+        keys: &SchemaKeys,
+        v: u32,
+    ) -> Result<Option<SchemaDefinition>> {
+        let resp = self.kv.range(RangeRequest::key(keys.version(v))).await?;
+        resp.kvs
+            .first()
+            .map(|kv| from_record(id, &kv.value))
+            .transpose()
     }
 
     /// CreateSchema: stores `schema` as the next version (server-assigned), or returns the newest
@@ -152,20 +193,18 @@ impl<K: Kv> SchemaRegistry<K> {
             _ => return Err(Error::invalid("INVALID_SCHEMA", v)),
         };
         let keys = SchemaKeys::new(&id);
-        let mut state = self.read(&keys).await?;
+        let mut state = self.read(&id, &keys).await?;
         for _ in 0..ATTEMPTS {
             if let Some(active) = state.active
-                && let Some((_, bytes)) = state.versions.iter().find(|(n, _)| *n == active)
+                && let Some(newest) = self.read_version(&id, &keys, active).await?
+                && newest.format == def.format
+                && newest.raw_schema == def.raw_schema
             {
-                let newest = from_record(&id, bytes)?;
-                if newest.format == def.format && newest.raw_schema == def.raw_schema {
-                    return Ok(newest);
-                }
+                return Ok(newest);
             }
-            let next = state.latest_stored().max(state.active.unwrap_or(0)) + 1;
+            let next = state.next_version();
             def.version = next;
             let record = serde_json::to_vec(&to_record(&def)).unwrap_or_default();
-            let (start, end) = keys.all();
             let resp = self
                 .kv
                 .txn(Txn {
@@ -177,13 +216,13 @@ impl<K: Kv> SchemaRegistry<K> {
                         TxnOp::put(keys.version(next), record),
                         TxnOp::put(keys.active(), next.to_string()),
                     ],
-                    failure: vec![TxnOp::Range(RangeRequest::range(start, end))],
+                    failure: SchemaState::reads(&keys).map(TxnOp::Range).to_vec(),
                 })
                 .await?;
             if resp.succeeded {
                 return Ok(def);
             }
-            state = SchemaState::parse(&keys, resp.range(0)?)?;
+            state = SchemaState::parse(&id, &keys, resp.range(0)?, resp.range(1)?)?;
         }
         Err(Error::Aborted(Detail::new(
             "CONCURRENT_MODIFICATION",
@@ -202,36 +241,44 @@ impl<K: Kv> SchemaRegistry<K> {
                 RangeRequest::key(keys.version(version)),
             ]))
             .await?;
-        let active = resp.range(0)?.kvs.first().map(|kv| kv.value.clone());
-        let Some(active) = active else {
+        let Some(active) = resp.range(0)?.kvs.first() else {
             return Err(not_found(&id, None));
         };
-        if version == 0 {
-            let v = std::str::from_utf8(&active)
-                .ok()
-                .and_then(|s| s.parse::<u32>().ok())
-                .ok_or_else(|| Error::internal("stored schema active pointer is not a number"))?;
-            return Box::pin(self.get(schema_id, v)).await;
-        }
-        match resp.range(1)?.kvs.first() {
-            Some(kv) => from_record(&id, &kv.value),
-            None => Err(not_found(&id, Some(version))),
-        }
+        let (version, stored) = if version == 0 {
+            let newest = parse_active(&id, &active.value)?;
+            (newest, self.read_version(&id, &keys, newest).await?)
+        } else {
+            let stored = resp.range(1)?.kvs.first();
+            (
+                version,
+                stored.map(|kv| from_record(&id, &kv.value)).transpose()?,
+            )
+        };
+        stored.ok_or_else(|| not_found(&id, Some(version)))
     }
 
     /// ListSchemaVersions: every version of a live schema, ascending.
     pub async fn list_versions(&self, schema_id: &str) -> Result<ListSchemaVersionsResponse> {
         let id = parse_id(schema_id)?;
         let keys = SchemaKeys::new(&id);
-        let state = self.read(&keys).await?;
+        let state = self.read(&id, &keys).await?;
         if state.active.is_none() {
             return Err(not_found(&id, None));
         }
-        let schemas = state
-            .versions
-            .iter()
-            .map(|(_, bytes)| from_record(&id, bytes))
-            .collect::<Result<_>>()?;
+        let mut schemas = Vec::with_capacity(state.versions.len());
+        for chunk in state.versions.chunks(VERSIONS_PER_READ) {
+            let resp = self
+                .kv
+                .txn(Txn::read(
+                    chunk.iter().map(|v| RangeRequest::key(keys.version(*v))),
+                ))
+                .await?;
+            for i in 0..chunk.len() {
+                if let Some(kv) = resp.range(i)?.kvs.first() {
+                    schemas.push(from_record(&id, &kv.value)?);
+                }
+            }
+        }
         Ok(ListSchemaVersionsResponse { schemas })
     }
 

@@ -13,9 +13,10 @@ use crate::proto::v1::*;
 
 use super::state::AppState;
 
-/// Largest request message decoded. Specs are limited to 1 MiB by the core, which answers
-/// RESOURCE_EXHAUSTED; this only stops absurd messages before they are decoded.
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request message decoded: a 1 MiB spec (the core's limit) plus the request around it.
+/// Anything larger is refused before it is decoded (a small message can decode into a large
+/// tree), as RESOURCE_EXHAUSTED like every other too-large request (contract B.5).
+pub const MAX_MESSAGE_BYTES: usize = crate::core::flows::MAX_SPEC_BYTES + 64 * 1024;
 
 /// Both API services over one state.
 #[derive(Clone)]
@@ -45,7 +46,66 @@ impl tonic::service::Interceptor for AuthInterceptor {
     }
 }
 
-type Authed<S> = InterceptedService<S, AuthInterceptor>;
+type Authed<S> = InterceptedService<TooLargeIsResourceExhausted<S>, AuthInterceptor>;
+
+/// Answers tonic's own "message too large" (OUT_OF_RANGE, raised while decoding, before any of
+/// our code runs) as RESOURCE_EXHAUSTED with the contract's details. The API itself never uses
+/// OUT_OF_RANGE, so that code can only come from the decoder.
+#[derive(Clone)]
+pub struct TooLargeIsResourceExhausted<S> {
+    inner: S,
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService
+    for TooLargeIsResourceExhausted<S>
+{
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for TooLargeIsResourceExhausted<S>
+where
+    S: tower::Service<
+            http::Request<B>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let resp = response.await?;
+            let out_of_range = resp
+                .headers()
+                .get("grpc-status")
+                .is_some_and(|s| s.as_bytes() == b"11");
+            if !out_of_range {
+                return Ok(resp);
+            }
+            let e = crate::core::Error::TooLarge(
+                crate::core::Detail::new(
+                    "REQUEST_TOO_LARGE",
+                    format!("the request message is larger than {MAX_MESSAGE_BYTES} bytes"),
+                )
+                .with("limit", MAX_MESSAGE_BYTES),
+            );
+            Ok(Status::from(e).into_http())
+        })
+    }
+}
 
 impl GrpcApi {
     /// The two API services, behind authentication.
@@ -63,8 +123,8 @@ impl GrpcApi {
         let schemas =
             SchemaRegistryServiceServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES);
         (
-            InterceptedService::new(flows, auth.clone()),
-            InterceptedService::new(schemas, auth),
+            InterceptedService::new(TooLargeIsResourceExhausted { inner: flows }, auth.clone()),
+            InterceptedService::new(TooLargeIsResourceExhausted { inner: schemas }, auth),
         )
     }
 }
@@ -156,7 +216,13 @@ impl FlowService for GrpcApi {
         req: Request<GetFlowVersionRequest>,
     ) -> Result<Response<Flow>, Status> {
         let r = req.into_inner();
-        reply(self.state.flows().get_version(&r.name, r.version).await)
+        reply(
+            self.state
+                .flows()
+                .get_version(&r.name, r.version)
+                .await
+                .map(|(flow, _active)| flow),
+        )
     }
 }
 

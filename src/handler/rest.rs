@@ -357,10 +357,11 @@ fn json_ok(body: impl Into<axum::body::Body>) -> Response {
     (StatusCode::OK, content_type, body.into()).into_response()
 }
 
-/// A `Flow` with `ETag: "<version>"` (contract B.4).
-fn flow_response(flow: Flow) -> Result<Response> {
+/// A `Flow`, with `ETag: "<active version>"` (contract B.4) when there is an active version to
+/// name: a `validate_only` answer describes nothing stored, so it has none.
+fn flow_response(flow: Flow, active: Option<u64>) -> Result<Response> {
     let mut resp = json_response(&flow)?;
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", flow.version)) {
+    if let Some(etag) = active.and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok()) {
         resp.headers_mut().insert(header::ETAG, etag);
     }
     Ok(resp)
@@ -388,7 +389,8 @@ async fn create_flow(
             validate_only,
         })
         .await?;
-    flow_response(flow)
+    let etag = (!validate_only).then_some(flow.version);
+    flow_response(flow, etag)
 }
 
 async fn list_flows(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Response> {
@@ -406,7 +408,9 @@ async fn get_flow(
     name: std::result::Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    flow_response(s.flows().get(&path(name)?).await?)
+    let flow = s.flows().get(&path(name)?).await?;
+    let etag = Some(flow.version);
+    flow_response(flow, etag)
 }
 
 async fn update_flow(
@@ -432,7 +436,8 @@ async fn update_flow(
             expected,
         )
         .await?;
-    flow_response(flow)
+    let etag = (!validate_only).then_some(flow.version);
+    flow_response(flow, etag)
 }
 
 async fn delete_flow(
@@ -462,7 +467,9 @@ async fn rollback_flow(
     Query::parse(q, &[])?;
     let (name, version) = path(params)?;
     let version = version_param(&version)?;
-    flow_response(s.flows().rollback(&name, version).await?)
+    let flow = s.flows().rollback(&name, version).await?;
+    let etag = Some(flow.version);
+    flow_response(flow, etag)
 }
 
 async fn list_flow_versions(
@@ -487,7 +494,8 @@ async fn get_flow_version(
     Query::parse(q, &[])?;
     let (name, version) = path(params)?;
     let version = version_param(&version)?;
-    flow_response(s.flows().get_version(&name, version).await?)
+    let (flow, active) = s.flows().get_version(&name, version).await?;
+    flow_response(flow, Some(active.get()))
 }
 
 async fn create_schema(
@@ -544,9 +552,10 @@ async fn healthz() -> Response {
     json_ok(r#"{"status":"ok"}"#)
 }
 
-/// Readiness: the store answers within 3 s, else 503 in the error format.
+/// Readiness: the store answers within 3 s, else 503 in the error format. Unauthenticated, so it
+/// names the kind of store, not where it is.
 async fn readyz(State(s): State<AppState>) -> Result<Response> {
-    let store = s.store().describe();
+    let store = s.store().kind();
     match tokio::time::timeout(Duration::from_secs(3), s.store().ping()).await {
         Ok(Ok(())) => Ok(json_ok(
             serde_json::json!({

@@ -311,6 +311,11 @@ impl Config {
                     Some((scheme, rest)) => (scheme == "http" || scheme == "https", rest),
                     None => (true, e.as_str()),
                 };
+                if host_port.contains('@') {
+                    return Err(ConfigError(
+                        "invalid etcd endpoint: credentials in the URL are not supported (they would be logged); use FLOW_ETCD_USERNAME and FLOW_ETCD_PASSWORD".into(),
+                    ));
+                }
                 if !scheme_ok || !host_port.contains(':') {
                     return Err(ConfigError(format!(
                         "invalid etcd endpoint {e:?}: expected http://host:port or https://host:port"

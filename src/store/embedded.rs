@@ -156,15 +156,22 @@ fn unbounded(end: &[u8]) -> bool {
     end == [0]
 }
 
-/// A key and its latest record (with the record's revision) seen so far while scanning.
-type Latest = Option<(Vec<u8>, Option<(Record, u64)>)>;
+/// A key with its record and the revision of that record.
+type Found = (Vec<u8>, Record, u64);
+/// While scanning: a key and the raw bytes and revision of its best version so far.
+type Candidate = Option<(Vec<u8>, Option<(Vec<u8>, u64)>)>;
 
-/// The latest record of each key in `req`'s range as of revision `at`, tombstones skipped.
+/// The latest record of each key in `req`'s range as of revision `at`, tombstones skipped, in key
+/// order; at most `max_keys` of them (plus whether there were more).
+///
+/// A key's versions are adjacent and in revision order, so the scan keeps the raw bytes of the
+/// best candidate and decodes one record per key.
 fn read_range(
     table: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
     req: &RangeRequest,
     at: u64,
-) -> Result<Vec<(Vec<u8>, Record, u64)>> {
+    max_keys: usize,
+) -> Result<(Vec<Found>, bool)> {
     let start = req.key.as_slice();
     let iter = match &req.range_end {
         None => table.range((start, 0u64)..=(start, u64::MAX)),
@@ -173,30 +180,42 @@ fn read_range(
     }
     .map_err(storage)?;
 
-    let mut out: Vec<(Vec<u8>, Record, u64)> = Vec::new();
-    let mut current: Latest = None;
-    let finish = |cur: Latest, out: &mut Vec<_>| {
-        if let Some((key, Some((rec, rev)))) = cur
-            && !rec.tombstone
-        {
-            out.push((key, rec, rev));
-        }
-    };
+    let mut out: Vec<Found> = Vec::new();
+    let mut current: Candidate = None;
+    let mut more = false;
     for entry in iter {
         let (k, v) = entry.map_err(storage)?;
         let (key, rev) = k.value();
         if current.as_ref().is_none_or(|(ck, _)| ck.as_slice() != key) {
-            finish(current.take(), &mut out);
+            if let Some((ck, Some((raw, r)))) = current.take() {
+                let rec = Record::decode(&raw)?;
+                if !rec.tombstone {
+                    if out.len() == max_keys {
+                        more = true;
+                        break;
+                    }
+                    out.push((ck, rec, r));
+                }
+            }
             current = Some((key.to_vec(), None));
         }
         if rev <= at
             && let Some((_, best)) = current.as_mut()
         {
-            *best = Some((Record::decode(v.value())?, rev));
+            *best = Some((v.value().to_vec(), rev));
         }
     }
-    finish(current.take(), &mut out);
-    Ok(out)
+    if !more && let Some((ck, Some((raw, r)))) = current.take() {
+        let rec = Record::decode(&raw)?;
+        if !rec.tombstone {
+            if out.len() == max_keys {
+                more = true;
+            } else {
+                out.push((ck, rec, r));
+            }
+        }
+    }
+    Ok((out, more))
 }
 
 fn range_response(
@@ -205,17 +224,14 @@ fn range_response(
     at: u64,
     header_revision: u64,
 ) -> Result<RangeResponse> {
-    let all = read_range(table, req, at)?;
-    let count = all.len() as i64;
     let limit = if req.limit > 0 {
         req.limit as usize
     } else {
         usize::MAX
     };
-    let more = all.len() > limit;
-    let kvs = all
+    let (found, more) = read_range(table, req, at, limit)?;
+    let kvs = found
         .into_iter()
-        .take(limit)
         .map(|(key, rec, rev)| KeyValue {
             key,
             value: if req.keys_only { Vec::new() } else { rec.value },
@@ -227,7 +243,6 @@ fn range_response(
     Ok(RangeResponse {
         kvs,
         more,
-        count,
         revision: header_revision as i64,
     })
 }
@@ -244,7 +259,8 @@ fn read_revision(requested: i64, current: u64, compacted: u64) -> Result<u64> {
             format!("required revision {r} is a future revision (current {current})"),
         )));
     }
-    if r <= compacted {
+    // As on etcd, the compaction revision itself stays readable.
+    if r < compacted {
         return Err(Error::FailedPrecondition(Detail::new(
             REVISION_UNAVAILABLE,
             format!("required revision {r} has been compacted (compacted up to {compacted})"),
@@ -253,15 +269,24 @@ fn read_revision(requested: i64, current: u64, compacted: u64) -> Result<u64> {
     Ok(r)
 }
 
+/// The current record of `key` (its newest version), unless it is missing or deleted.
 fn latest(
     table: &impl ReadableTable<(&'static [u8], u64), &'static [u8]>,
     key: &[u8],
 ) -> Result<Option<(Record, u64)>> {
-    let req = RangeRequest::key(key);
-    Ok(read_range(table, &req, u64::MAX)?
-        .into_iter()
-        .next()
-        .map(|(_, rec, rev)| (rec, rev)))
+    let newest = table
+        .range((key, 0u64)..=(key, u64::MAX))
+        .map_err(storage)?
+        .next_back()
+        .transpose()
+        .map_err(storage)?;
+    match newest {
+        Some((k, v)) => {
+            let rec = Record::decode(v.value())?;
+            Ok((!rec.tombstone).then_some((rec, k.value().1)))
+        }
+        None => Ok(None),
+    }
 }
 
 fn holds(c: &Compare, kv: Option<&(Record, u64)>) -> bool {
@@ -340,7 +365,7 @@ fn write_txn(db: &Database, txn: Txn, retained: u64) -> Result<(TxnResponse, boo
                     )?));
                 }
                 TxnOp::Put { key, value } => {
-                    let prev = latest(&table, &key)?.filter(|(r, _)| !r.tombstone);
+                    let prev = latest(&table, &key)?;
                     let rec = Record {
                         tombstone: false,
                         create_revision: prev
@@ -361,7 +386,7 @@ fn write_txn(db: &Database, txn: Txn, retained: u64) -> Result<(TxnResponse, boo
                         range_end,
                         ..Default::default()
                     };
-                    let live = read_range(&table, &req, u64::MAX)?;
+                    let (live, _) = read_range(&table, &req, u64::MAX, usize::MAX)?;
                     for (k, _, _) in &live {
                         let tomb = Record {
                             tombstone: true,
@@ -443,6 +468,34 @@ fn compact(db: &Database, retained: u64) -> Result<()> {
     tx.commit().map_err(storage)
 }
 
+/// etcd's `--max-txn-ops` default: the embedded store refuses what etcd would.
+const MAX_TXN_OPS: usize = 128;
+
+/// Rejects what etcd rejects, so code that works here works on etcd: too many operations, or two
+/// writes of one key in one branch.
+fn check_like_etcd(txn: &Txn) -> Result<()> {
+    for branch in [&txn.success, &txn.failure] {
+        if branch.len() > MAX_TXN_OPS || txn.compare.len() > MAX_TXN_OPS {
+            return Err(Error::internal(
+                "embedded store: too many operations in txn request",
+            ));
+        }
+        let mut written = std::collections::HashSet::new();
+        for op in branch {
+            let key = match op {
+                TxnOp::Put { key, .. } | TxnOp::Delete { key, .. } => key,
+                TxnOp::Range(_) => continue,
+            };
+            if !written.insert(key) {
+                return Err(Error::internal(
+                    "embedded store: duplicate key given in txn request",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Kv for EmbeddedStore {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
         self.blocking(move |db| {
@@ -456,6 +509,7 @@ impl Kv for EmbeddedStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        check_like_etcd(&txn)?;
         if is_read_only(&txn.success) && is_read_only(&txn.failure) {
             return self.blocking(move |db| read_only_txn(db, txn)).await;
         }

@@ -11,7 +11,8 @@
 //! `FailedPrecondition(REVISION_UNAVAILABLE)`; the rest is `Internal`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use etcd_client::{
     Certificate, Client, Compare as EtcdCompare, CompareOp as EtcdCompareOp, ConnectOptions,
@@ -85,8 +86,18 @@ pub struct EtcdStore {
 
 struct Inner {
     config: EtcdConfig,
-    client: Mutex<Option<Client>>,
+    /// The shared client and its generation (so a reset only drops the client that failed).
+    client: std::sync::Mutex<Option<(u64, Client)>>,
+    /// Held while connecting: one connection attempt at a time.
+    connecting: Mutex<()>,
+    /// The last failed attempt: callers within [`RECONNECT_BACKOFF`] of it fail at once instead
+    /// of queueing behind attempts of their own.
+    last_failure: std::sync::Mutex<Option<(Instant, Error)>>,
+    generation: AtomicU64,
 }
+
+/// How long a failed connection attempt is reused as the answer before trying again.
+const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,7 +126,10 @@ impl EtcdStore {
         Ok(EtcdStore {
             inner: Arc::new(Inner {
                 config,
-                client: Mutex::new(None),
+                client: std::sync::Mutex::new(None),
+                connecting: Mutex::new(()),
+                last_failure: std::sync::Mutex::new(None),
+                generation: AtomicU64::new(0),
             }),
         })
     }
@@ -150,28 +164,68 @@ impl EtcdStore {
         o
     }
 
-    /// The shared client, connecting it if needed. Concurrent first calls connect once.
-    async fn client(&self) -> Result<Client> {
-        let mut guard = self.inner.client.lock().await;
-        if let Some(c) = guard.as_ref() {
-            return Ok(c.clone());
-        }
-        let client = Client::connect(&self.inner.config.endpoints, Some(self.options()))
-            .await
-            .map_err(|e| self.error(e))?;
-        *guard = Some(client.clone());
-        Ok(client)
+    fn current(&self) -> Option<(u64, Client)> {
+        self.inner
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Forgets the shared client after a transport failure so the next call reconnects.
-    async fn reset(&self) {
-        *self.inner.client.lock().await = None;
+    /// The shared client, connecting it if needed. Connecting does network I/O only with
+    /// username/password auth (to get a token); the lock it takes is not the one requests use to
+    /// read the current client, so a slow connect never blocks requests that have one.
+    async fn client(&self) -> Result<(u64, Client)> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _one = self.inner.connecting.lock().await;
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        if let Some((when, e)) = self
+            .inner
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && when.elapsed() < RECONNECT_BACKOFF
+        {
+            return Err(e.clone());
+        }
+        match Client::connect(&self.inner.config.endpoints, Some(self.options())).await {
+            Ok(client) => {
+                let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                *self.inner.client.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((generation, client.clone()));
+                Ok((generation, client))
+            }
+            Err(e) => {
+                let e = self.error(e);
+                *self
+                    .inner
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets client `generation` after a transport failure, so the next call builds a fresh one
+    /// (after a Lambda freeze the old connections may be dead). A newer client stays.
+    fn reset(&self, generation: u64) {
+        let mut current = self.inner.client.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *current = None;
+        }
     }
 
     fn error(&self, e: etcd_client::Error) -> Error {
-        let endpoints = self.inner.config.endpoints.join(",");
+        // Clients are told etcd is unavailable and why; which endpoints is for the logs only.
         let unavailable = |what: String| {
-            Error::unavailable(format!("etcd at {endpoints} is unavailable: {what}"))
+            tracing::warn!(endpoints = %self.inner.config.endpoints.join(","), "etcd unavailable: {what}");
+            Error::unavailable(format!("etcd is unavailable: {what}"))
         };
         match e {
             etcd_client::Error::GRpcStatus(s) => {
@@ -215,16 +269,23 @@ impl EtcdStore {
         F: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let client = self.client().await?;
+        let (generation, client) = self.client().await?;
         match f(client).await {
             Ok(v) => Ok(v),
             Err(e) => {
-                let transport = matches!(e, etcd_client::Error::TransportError(_))
-                    || matches!(&e, etcd_client::Error::GRpcStatus(s)
-                        if s.code() == tonic::Code::Unknown || s.code() == tonic::Code::Unavailable);
+                // A broken connection, not etcd saying it cannot serve ("etcdserver: no leader"
+                // arrives over a working connection).
+                let transport = match &e {
+                    etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+                    etcd_client::Error::GRpcStatus(s) => {
+                        matches!(s.code(), tonic::Code::Unknown | tonic::Code::Unavailable)
+                            && !s.message().starts_with("etcdserver:")
+                    }
+                    _ => false,
+                };
                 let err = self.error(e);
                 if transport {
-                    self.reset().await;
+                    self.reset(generation);
                 }
                 Err(err)
             }
@@ -278,7 +339,6 @@ fn get_options(ns: &[u8], r: &RangeRequest) -> GetOptions {
 fn range_response(ns: &[u8], mut resp: etcd_client::GetResponse) -> RangeResponse {
     let revision = resp.header().map_or(0, |h| h.revision());
     let more = resp.more();
-    let count = resp.count();
     let kvs = resp
         .take_kvs()
         .into_iter()
@@ -299,7 +359,6 @@ fn range_response(ns: &[u8], mut resp: etcd_client::GetResponse) -> RangeRespons
     RangeResponse {
         kvs,
         more,
-        count,
         revision,
     }
 }
@@ -360,14 +419,17 @@ impl Kv for EtcdStore {
             .op_responses()
             .into_iter()
             .map(|r| match r {
-                EtcdTxnOpResponse::Get(g) => TxnOpResponse::Range(range_response(ns, g)),
-                EtcdTxnOpResponse::Put(_) => TxnOpResponse::Put,
-                EtcdTxnOpResponse::Delete(d) => TxnOpResponse::Delete {
+                EtcdTxnOpResponse::Get(g) => Ok(TxnOpResponse::Range(range_response(ns, g))),
+                EtcdTxnOpResponse::Put(_) => Ok(TxnOpResponse::Put),
+                EtcdTxnOpResponse::Delete(d) => Ok(TxnOpResponse::Delete {
                     deleted: d.deleted(),
-                },
-                EtcdTxnOpResponse::Txn(_) => TxnOpResponse::Put,
+                }),
+                // This store never sends nested transactions.
+                EtcdTxnOpResponse::Txn(_) => {
+                    Err(Error::internal("etcd answered a nested transaction"))
+                }
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(TxnResponse {
             succeeded: resp.succeeded(),
             revision,

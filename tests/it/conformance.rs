@@ -468,7 +468,7 @@ async fn delete_keeps_history_and_status(store: Store) {
         r.delete("del").await.unwrap_err(),
         r.status("del").await.unwrap_err(),
         r.list_versions("del", 0, "").await.unwrap_err(),
-        r.get_version("del", 1).await.unwrap_err(),
+        r.get_version("del", 1).await.map(|(f, _)| f).unwrap_err(),
     ] {
         assert_eq!(e.code(), Code::NotFound, "{e}");
     }
@@ -643,7 +643,8 @@ async fn get_version_returns_that_spec_without_status(store: Store) {
     let r = registry(&store);
     create(&r, two_stage("gv", 1)).await.unwrap();
     update(&r, "gv", two_stage("gv", 2)).await.unwrap();
-    let f = r.get_version("gv", 1).await.unwrap();
+    let (f, active) = r.get_version("gv", 1).await.unwrap();
+    assert_eq!(active.get(), 2);
     assert_eq!(f.version, 1);
     assert_eq!(f.latest_version, 2);
     assert_eq!(f.spec.unwrap().stages[0].threads, 1);
@@ -653,6 +654,172 @@ async fn get_version_returns_that_spec_without_status(store: Store) {
         (e.code(), e.reason()),
         (Code::NotFound, "FLOW_VERSION_NOT_FOUND")
     );
+}
+
+async fn forged_version_tokens_are_harmless(store: Store) {
+    let r = registry(&store);
+    create(&r, two_stage("forged", 1)).await.unwrap();
+    let real = r.list_versions("forged", 1, "").await.unwrap();
+    assert!(real.next_page_token.is_empty());
+    update(&r, "forged", two_stage("forged", 2)).await.unwrap();
+    let page = r.list_versions("forged", 1, "").await.unwrap();
+    // Same listing and revision, but a position past every version (u64::MAX).
+    let token: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            &page.next_page_token,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut forged = token.clone();
+    forged["a"] = json!(u64::MAX.to_string());
+    let forged = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        forged.to_string(),
+    );
+    let empty = r.list_versions("forged", 1, &forged).await.unwrap();
+    assert!(empty.versions.is_empty() && empty.next_page_token.is_empty());
+}
+
+/// What the original (Go) API left in etcd: meta without `latest_version` and with
+/// `"labels": null`, versions without `versions/<n>/meta`, specs encoded with map entries out of
+/// order and without defaults applied, and a flow whose name this API would refuse.
+async fn data_written_by_the_original_api(store: Store) {
+    let put = |k: String, v: Vec<u8>| TxnOp::put(k, v);
+    // The spec as the Go API stored it: capacity 0 (no default), labels {"z","a"} in that order.
+    let go_spec = |name: &str, v: u64| {
+        let base = FlowSpec {
+            name: name.into(),
+            version: v,
+            queues: vec![flowpipe_api::proto::v1::QueueSpec {
+                name: "q".into(),
+                capacity: 0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let label = |k: &str, val: &str| FlowSpec {
+            labels: [(k.to_string(), val.to_string())].into(),
+            ..Default::default()
+        };
+        [
+            base.encode_to_vec(),
+            label("z", "1").encode_to_vec(),
+            label("a", "2").encode_to_vec(),
+        ]
+        .concat()
+    };
+    let go_meta =
+        br#"{"uid":"go-uid","created_at":"2024-01-02T03:04:05Z","labels":null,"deleted":false}"#;
+    let mut ops = vec![
+        put("/flowpipe/flows/legacy/active".into(), b"2".to_vec()),
+        put("/flowpipe/flows/legacy/meta".into(), go_meta.to_vec()),
+        put(
+            "/flowpipe/flows/legacy/versions/1/spec".into(),
+            go_spec("legacy", 1),
+        ),
+        put(
+            "/flowpipe/flows/legacy/versions/2/spec".into(),
+            go_spec("legacy", 2),
+        ),
+        put(
+            "/flowpipe/flows/legacy/versions/3/spec".into(),
+            go_spec("legacy", 3),
+        ),
+    ];
+    // A flow name this API refuses (upper case sorts before every valid name), with many
+    // versions: listing must step over it.
+    ops.push(put("/flowpipe/flows/Old_Flow/active".into(), b"1".to_vec()));
+    ops.push(put(
+        "/flowpipe/flows/Old_Flow/meta".into(),
+        go_meta.to_vec(),
+    ));
+    for v in 1..=30 {
+        ops.push(put(
+            format!("/flowpipe/flows/Old_Flow/versions/{v}/spec"),
+            go_spec("Old_Flow", v),
+        ));
+    }
+    for chunk in ops.chunks(50) {
+        store
+            .txn(Txn {
+                success: chunk.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let r = registry(&store);
+    create(&r, two_stage("modern", 1)).await.unwrap();
+
+    let f = r.get("legacy").await.unwrap();
+    assert_eq!((f.version, f.uid.as_str()), (2, "go-uid"));
+    let listed: Vec<String> = r
+        .list(1, "")
+        .await
+        .unwrap()
+        .flows
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(
+        listed,
+        ["legacy"],
+        "the page after the refused name is not empty"
+    );
+    let all: Vec<String> = r
+        .list(0, "")
+        .await
+        .unwrap()
+        .flows
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(all, ["legacy", "modern"]);
+
+    // The same spec, canonical and with defaults: no new version, for update and create.
+    let same = FlowSpec {
+        name: "legacy".into(),
+        labels: [("a".into(), "2".into()), ("z".into(), "1".into())].into(),
+        queues: vec![flowpipe_api::proto::v1::QueueSpec {
+            name: "q".into(),
+            capacity: 128,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    assert_eq!(update(&r, "legacy", same.clone()).await.unwrap().version, 2);
+    assert_eq!(create(&r, same.clone()).await.unwrap().version, 2);
+    assert!(
+        raw(&store, "/flowpipe/flows/legacy/versions/4/spec")
+            .await
+            .is_none()
+    );
+    // A real change continues after the highest version ever written (3, found by scanning).
+    let mut changed = same;
+    changed.labels.insert("new".into(), "x".into());
+    let f = update(&r, "legacy", changed).await.unwrap();
+    assert_eq!(
+        (f.version, f.latest_version, f.uid.as_str()),
+        (4, 4, "go-uid")
+    );
+    let meta = raw_json(&store, "/flowpipe/flows/legacy/meta").await;
+    assert_eq!(meta["latest_version"], 4);
+    assert_eq!(meta["created_at"], "2024-01-02T03:04:05Z");
+    // Versions without their meta are listed, without a creation time.
+    let versions = r.list_versions("legacy", 0, "").await.unwrap().versions;
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert!(versions[0].create_time.is_none() && versions[3].create_time.is_some());
+    // Rolling back to an old version and "updating" to its own spec is still no new version.
+    r.rollback("legacy", 1).await.unwrap();
+    let mut v1 = FlowSpec::decode(go_spec("legacy", 1).as_slice()).unwrap();
+    v1.version = 0;
+    v1.queues[0].capacity = 128;
+    assert_eq!(update(&r, "legacy", v1).await.unwrap().version, 1);
 }
 
 // ---- Schema registry ------------------------------------------------------------------------
@@ -727,4 +894,6 @@ both!(
     versions_are_listed_ascending_and_paginated,
     get_version_returns_that_spec_without_status,
     schemas_are_versioned_like_flows,
+    forged_version_tokens_are_harmless,
+    data_written_by_the_original_api,
 );

@@ -275,6 +275,23 @@ async fn errors_carry_codes_and_details(store: StoreConfig) {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted);
+    // A message too large to even decode gets the same code and details.
+    let mut absurd = spec("absurd", 1);
+    absurd
+        .labels
+        .insert("x".into(), "y".repeat(3 * 1024 * 1024));
+    let e = c
+        .create_flow(CreateFlowRequest {
+            spec: Some(absurd),
+            validate_only: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert_eq!(
+        e.get_error_details().error_info().unwrap().reason,
+        "REQUEST_TOO_LARGE"
+    );
     server.stop().await;
 }
 
