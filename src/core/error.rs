@@ -91,8 +91,8 @@ pub enum Error {
     TooLarge(Detail),
     Unauthenticated(Detail),
     Unimplemented(Detail),
-    /// The store cannot be reached or did not answer in time. Safe to retry: every write is
-    /// idempotent for an equal spec.
+    /// The store cannot be reached or did not answer in time. A write may or may not have been
+    /// applied; retrying create, update and rollback is safe (an equal spec makes no new version).
     Unavailable(Detail),
     /// The whole request took longer than the server allows.
     DeadlineExceeded(Detail),

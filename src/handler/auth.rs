@@ -1,13 +1,15 @@
 //! API-key authentication, shared by REST and gRPC: `Authorization: Bearer <key>` (the scheme
 //! case-insensitive), compared in constant time. Health endpoints never require it.
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::core::{Detail, Error};
 
-/// The configured API key. Its `Debug` never shows the key.
+/// The configured API key, kept as its SHA-256: comparing digests of equal length in constant
+/// time reveals neither the key nor its length through timing. Its `Debug` never shows it.
 #[derive(Clone)]
-pub struct ApiKey(Vec<u8>);
+pub struct ApiKey([u8; 32]);
 
 impl std::fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -19,7 +21,7 @@ impl ApiKey {
     /// `None` for an empty key: enabling authentication without a key is a startup error.
     pub fn new(key: &str) -> Option<Self> {
         let key = key.trim();
-        (!key.is_empty()).then(|| ApiKey(key.as_bytes().to_vec()))
+        (!key.is_empty()).then(|| ApiKey(Sha256::digest(key.as_bytes()).into()))
     }
 
     /// Checks an `Authorization` header value.
@@ -34,7 +36,8 @@ impl ApiKey {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(unauthenticated("Authorization must use the Bearer scheme"));
         }
-        if bool::from(token.trim().as_bytes().ct_eq(&self.0)) {
+        let presented: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        if bool::from(presented.ct_eq(&self.0)) {
             Ok(())
         } else {
             Err(unauthenticated("invalid API key"))

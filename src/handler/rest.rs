@@ -556,6 +556,9 @@ async fn healthz() -> Response {
 /// names the kind of store, not where it is.
 async fn readyz(State(s): State<AppState>) -> Result<Response> {
     let store = s.store().kind();
+    if s.is_draining() {
+        return Err(Error::unavailable("not ready: shutting down"));
+    }
     match tokio::time::timeout(Duration::from_secs(3), s.store().ping()).await {
         Ok(Ok(())) => Ok(json_ok(
             serde_json::json!({

@@ -69,6 +69,7 @@ struct Inner {
     store: Store,
     http: HttpSettings,
     api_key: Option<ApiKey>,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -80,8 +81,22 @@ impl AppState {
                 store,
                 http,
                 api_key,
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Marks the process as shutting down: readiness probes fail from now on.
+    pub fn set_draining(&self) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn flows(&self) -> &FlowRegistry<Store, SystemEnvironment> {

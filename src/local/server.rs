@@ -63,15 +63,22 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish (up to 20 s).
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (up to
+    /// [`DRAIN_TIMEOUT`]).
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = std::sync::Arc::new(stop_tx);
+        let state = self.state.clone();
+        let stopper = stop_tx.clone();
         tokio::spawn(async move {
             shutdown.await;
-            let _ = stop_tx.send(true);
+            // Readiness fails first, so load balancers stop sending new requests while the
+            // in-flight ones finish.
+            state.set_draining();
+            let _ = stopper.send(true);
         });
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -101,9 +108,35 @@ impl Server {
             &self.config,
             stopped(stop_rx.clone()),
         );
-        let (rest, grpc) = tokio::join!(rest, grpc);
+        // Both listeners serve until the stop signal. If one fails first, the other is stopped
+        // too: a half-up server would look healthy to whoever probes the other port.
+        let both = async {
+            tokio::pin!(rest, grpc);
+            tokio::select! {
+                r = &mut rest => {
+                    let _ = stop_tx.send(true);
+                    r.and(grpc.await)
+                }
+                g = &mut grpc => {
+                    let _ = stop_tx.send(true);
+                    g.and(rest.await)
+                }
+            }
+        };
+        // In-flight requests get DRAIN_TIMEOUT after the stop signal; then connections close.
+        let deadline = async {
+            stopped(stop_rx.clone()).await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        };
+        let result = tokio::select! {
+            r = both => r,
+            _ = deadline => {
+                tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing their connections");
+                Ok(())
+            }
+        };
         tracing::info!("flow-api stopped");
-        rest.and(grpc)
+        result
     }
 }
 
@@ -146,11 +179,12 @@ async fn serve_grpc(
 ) -> std::io::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     // The API service is "serving" while its store answers; the process itself ("") always is.
-    let probe = state.store().clone();
+    let probe = state.clone();
     let watch_health = tokio::spawn(async move {
         loop {
-            let status = match tokio::time::timeout(Duration::from_secs(3), probe.ping()).await {
-                Ok(Ok(())) => ServingStatus::Serving,
+            let ping = tokio::time::timeout(Duration::from_secs(3), probe.store().ping());
+            let status = match ping.await {
+                Ok(Ok(())) if !probe.is_draining() => ServingStatus::Serving,
                 _ => ServingStatus::NotServing,
             };
             health

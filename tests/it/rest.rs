@@ -610,3 +610,17 @@ async fn cors_and_compression() {
     let resp = api.app.clone().oneshot(gz).await.unwrap();
     assert_eq!(resp.headers()["content-encoding"], "gzip");
 }
+
+#[tokio::test]
+async fn readyz_fails_once_shutdown_begins() {
+    let state = AppState::new(crate::common::memory_store(), HttpSettings::default(), None);
+    let api = Api {
+        app: router(state.clone()),
+    };
+    api.call("GET", "/readyz", None).await.ok();
+    state.set_draining();
+    let r = api.call("GET", "/readyz", None).await;
+    r.error(503, 14, "STORE_UNAVAILABLE");
+    assert!(r.json["message"].as_str().unwrap().contains("shutting down"));
+    assert_eq!(api.call("GET", "/healthz", None).await.ok()["status"], "ok");
+}
