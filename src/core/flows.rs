@@ -755,6 +755,30 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         Ok((flow, active))
     }
 
+    /// Reads single keys at `revision`, in transactions of at most [`MAX_TXN_OPS`] reads run
+    /// concurrently; one answer per key, in order.
+    async fn read_keys(
+        &self,
+        keys: impl Iterator<Item = Vec<u8>>,
+        revision: i64,
+        keys_only: bool,
+    ) -> Result<Vec<Option<super::kv::KeyValue>>> {
+        let keys: Vec<Vec<u8>> = keys.collect();
+        let reads = keys.chunks(MAX_TXN_OPS).map(|chunk| async move {
+            let resp = self
+                .kv
+                .txn(Txn::read(chunk.iter().map(|k| {
+                    let r = RangeRequest::key(k.clone()).at_revision(revision);
+                    if keys_only { r.keys_only() } else { r }
+                })))
+                .await?;
+            (0..chunk.len())
+                .map(|i| Ok(resp.range(i)?.kvs.first().cloned()))
+                .collect::<Result<Vec<_>>>()
+        });
+        Ok(try_join_all(reads).await?.into_iter().flatten().collect())
+    }
+
     /// Reads the heads of `names` at `revision`, in transactions of at most [`MAX_TXN_OPS`]
     /// reads, run concurrently.
     async fn read_heads(&self, names: &[FlowName], revision: i64) -> Result<Vec<FlowHead>> {
@@ -989,42 +1013,47 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         let last = latest.min(after.saturating_add(size as u64));
         let numbers: Vec<VersionNumber> = (first..=last).filter_map(VersionNumber::new).collect();
 
-        let reads = numbers.chunks(MAX_TXN_OPS / 2).map(|chunk| {
-            let keys = &keys;
-            let revision = head.revision;
-            async move {
-                let resp = self
-                    .kv
-                    .txn(Txn::read(chunk.iter().flat_map(|v| {
-                        [
-                            RangeRequest::key(keys.version_meta(*v)).at_revision(revision),
-                            RangeRequest::key(keys.version_spec(*v))
-                                .keys_only()
-                                .at_revision(revision),
-                        ]
-                    })))
-                    .await?;
-                let mut out = Vec::with_capacity(chunk.len());
-                for (i, v) in chunk.iter().enumerate() {
-                    let meta = resp.range(2 * i)?.kvs.first();
-                    let exists = !resp.range(2 * i + 1)?.kvs.is_empty();
-                    if !exists {
-                        continue; // a gap left by data this API did not write
-                    }
-                    let created = match meta {
-                        Some(kv) => VersionMeta::decode(name.as_str(), &kv.value)?.created_at,
-                        None => None,
-                    };
-                    out.push(FlowVersion {
-                        version: v.get(),
-                        create_time: created.map(timestamp),
-                        active: *v == active,
-                    });
+        let revision = head.revision;
+        // Every version this API wrote has its meta: one small read per version. Only versions
+        // without one (written by the original API, or a gap) need a second look, keys-only, at
+        // their spec.
+        let metas = self
+            .read_keys(
+                numbers.iter().map(|v| keys.version_meta(*v)),
+                revision,
+                false,
+            )
+            .await?;
+        let unmetered: Vec<VersionNumber> = numbers
+            .iter()
+            .zip(&metas)
+            .filter(|(_, m)| m.is_none())
+            .map(|(v, _)| *v)
+            .collect();
+        let specs = self
+            .read_keys(
+                unmetered.iter().map(|v| keys.version_spec(*v)),
+                revision,
+                true,
+            )
+            .await?;
+        // `specs` answers the versions without meta, in the same order.
+        let mut specs = specs.into_iter();
+        let mut versions = Vec::with_capacity(numbers.len());
+        for (v, meta) in numbers.iter().zip(metas) {
+            let created = match meta {
+                Some(kv) => VersionMeta::decode(name.as_str(), &kv.value)?.created_at,
+                None if specs.next().flatten().is_none() => {
+                    continue; // no such version: a gap left by data this API did not write
                 }
-                Ok::<_, Error>(out)
-            }
-        });
-        let versions: Vec<FlowVersion> = try_join_all(reads).await?.into_iter().flatten().collect();
+                None => None,
+            };
+            versions.push(FlowVersion {
+                version: v.get(),
+                create_time: created.map(timestamp),
+                active: *v == active,
+            });
+        }
         let next_page_token = if last < latest {
             PageToken {
                 listing: format!("versions/{name}"),
