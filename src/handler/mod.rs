@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod grpc;
+pub mod lambda;
 pub mod rest;
 pub mod state;
 

@@ -11,6 +11,7 @@ mod faults;
 mod grpc;
 mod keys;
 mod kv;
+mod lambda;
 mod readme;
 mod rest;
 mod security;
