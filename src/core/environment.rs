@@ -24,6 +24,11 @@ pub trait Environment: Send + Sync {
 pub struct RetryPolicy {
     /// Attempts before giving up with ABORTED.
     pub max_attempts: u32,
+    /// Retries made at once, with the state the failed transaction returned. Waiting would let
+    /// every writer that did not just lose a race (another replica's next request) go first, so
+    /// a loser that backs off can lose again and again; an immediate retry needs one round trip
+    /// where a fresh writer needs two, which keeps replicas fair.
+    pub immediate_retries: u32,
     /// Jittered backoff starts from this and doubles per attempt...
     pub base_delay: Duration,
     /// ...up to this.
@@ -33,7 +38,8 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 64,
+            max_attempts: 100,
+            immediate_retries: 8,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(50),
         }
@@ -41,15 +47,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Delay before attempt `attempt` (1-based; attempt 1 is not delayed: the transaction's else
-    /// branch already returned the fresh state, so the first retry usually wins). "Full jitter":
-    /// a random delay in `[0, min(max, base * 2^(attempt-2))]`, which spreads racing replicas
-    /// apart instead of making them collide again in lockstep.
+    /// Delay after failed attempt `attempt` (1-based). The first [`Self::immediate_retries`] are
+    /// not delayed. After that, "full jitter": a random delay in `[0, min(max, base * 2^k)]`
+    /// that grows with each further failure, spreading many racing replicas apart instead of
+    /// making them collide again in lockstep.
     pub fn delay(&self, attempt: u32, random: u64) -> Duration {
-        if attempt <= 1 {
+        if attempt <= self.immediate_retries {
             return Duration::ZERO;
         }
-        let exp = (attempt - 2).min(20);
+        let exp = (attempt - self.immediate_retries - 1).min(20);
         let cap = self
             .base_delay
             .saturating_mul(1u32 << exp)
@@ -64,12 +70,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_retry_is_immediate_then_jittered_and_capped() {
+    fn first_retries_are_immediate_then_jittered_and_capped() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(1, 12345), Duration::ZERO);
-        assert!(p.delay(2, u64::MAX) <= Duration::from_millis(1));
-        assert!(p.delay(5, u64::MAX) <= Duration::from_millis(8));
-        assert!(p.delay(40, u64::MAX) <= Duration::from_millis(50));
-        assert_eq!(p.delay(40, 0), Duration::ZERO);
+        for attempt in 1..=8 {
+            assert_eq!(p.delay(attempt, u64::MAX), Duration::ZERO);
+        }
+        assert!(p.delay(9, u64::MAX) <= Duration::from_millis(1));
+        assert!(p.delay(12, u64::MAX) <= Duration::from_millis(8));
+        assert!(p.delay(60, u64::MAX) <= Duration::from_millis(50));
+        assert_eq!(p.delay(60, 0), Duration::ZERO);
     }
 }

@@ -366,9 +366,9 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
     }
 
     /// The state to try again with after losing a race (attempt `attempt` failed). The first
-    /// retry uses the state the failed transaction's `else` branch returned. Later ones wait a
-    /// jittered backoff first and then read the state again: anything held across the wait would
-    /// be stale.
+    /// retries (see [`RetryPolicy`]) use the state the failed transaction's `else` branch
+    /// returned. Later ones wait a jittered backoff first and then read the state again: anything
+    /// held across the wait would be stale.
     async fn after_lost_race(&self, attempt: u32, fresh: FlowHead) -> Result<FlowHead> {
         let delay = self.retry.delay(attempt, self.env.random());
         if delay.is_zero() {

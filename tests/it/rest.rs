@@ -621,6 +621,11 @@ async fn readyz_fails_once_shutdown_begins() {
     state.set_draining();
     let r = api.call("GET", "/readyz", None).await;
     r.error(503, 14, "STORE_UNAVAILABLE");
-    assert!(r.json["message"].as_str().unwrap().contains("shutting down"));
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down")
+    );
     assert_eq!(api.call("GET", "/healthz", None).await.ok()["status"], "ok");
 }
