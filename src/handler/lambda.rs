@@ -48,6 +48,7 @@ use tower::{Service, ServiceExt};
 use crate::core::Error;
 use crate::store::{EtcdConfig, Store, StoreConfig};
 
+use super::state::{parse_bool as boolean, parse_duration as duration};
 use super::{ApiKey, AppState, HttpSettings};
 
 /// After a failed configuration attempt, requests within this time get the same 503 without
@@ -192,53 +193,9 @@ fn endpoint_list(list: &str) -> Result<Vec<String>, String> {
 }
 
 fn check_endpoints(endpoints: &[String]) -> Result<(), String> {
-    for e in endpoints {
-        let ok = if let Some(rest) = e
-            .strip_prefix("http://")
-            .or_else(|| e.strip_prefix("https://"))
-        {
-            !rest.is_empty()
-        } else {
-            !e.contains("://") && e.contains(':')
-        };
-        if !ok {
-            return Err(format!(
-                "invalid etcd endpoint {e:?}: expected http://host:port or https://host:port"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The local server's spelling of booleans.
-fn boolean(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" | "yes" | "on" => Ok(true),
-        "" | "0" | "f" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("expected true or false, got {s:?}")),
-    }
-}
-
-/// `500ms`, `15s`, `1m`, or a number of seconds.
-fn duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 15s, 1m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("invalid duration {s:?} (units: ms, s, m)")),
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("duration {s:?} must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    endpoints
+        .iter()
+        .try_for_each(|e| EtcdConfig::check_endpoint(e))
 }
 
 /// The etcd settings held by a secret's JSON text. `fallback` endpoints (from `ETCD_ENDPOINTS`)
@@ -805,15 +762,5 @@ mod tests {
             "flowpipe/etcd-AbCdEf"
         );
         assert_eq!(secret_label("flowpipe/etcd"), "flowpipe/etcd");
-    }
-
-    #[test]
-    fn durations_and_booleans() {
-        assert_eq!(duration("15").unwrap(), Duration::from_secs(15));
-        assert_eq!(duration("1m").unwrap(), Duration::from_secs(60));
-        assert!(duration("0").is_err());
-        assert!(duration("x").is_err());
-        assert!(boolean("on").unwrap());
-        assert!(!boolean("off").unwrap());
     }
 }

@@ -33,6 +33,39 @@ impl Environment for SystemEnvironment {
     }
 }
 
+/// A duration as written in flags and environment variables: `500ms`, `15s`, `1m`, or a number of
+/// seconds. Shared by the local server's and the Lambda function's configuration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 15s, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("invalid duration {s:?} (units: ms, s, m)")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A boolean as written in flags and environment variables (`true`/`false`, `1`/`0`, `yes`/`no`,
+/// `on`/`off`; empty is false).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "f" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected true or false, got {s:?}")),
+    }
+}
+
 /// Settings of the HTTP surface (REST and the Lambda function).
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -54,6 +87,25 @@ impl Default for HttpSettings {
             cors_origins: Vec::new(),
             env: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_booleans() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
+        for bad in ["0s", "5h", "", "x", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_bool("TRUE").unwrap() && parse_bool(" on ").unwrap());
+        assert!(!parse_bool("").unwrap() && !parse_bool("0").unwrap());
+        assert!(parse_bool("maybe").is_err());
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::handler::state::{parse_bool, parse_duration};
 use crate::handler::{ApiKey, HttpSettings};
 use crate::store::{EtcdConfig, StoreConfig};
 
@@ -68,17 +69,17 @@ struct Args {
     #[arg(long = "etcd-key", env = "FLOW_ETCD_KEY")]
     etcd_key: Option<PathBuf>,
     /// Time to connect to an etcd member, e.g. "3s".
-    #[arg(long = "etcd-dial-timeout", env = "FLOW_ETCD_DIAL_TIMEOUT", default_value = "3s", value_parser = duration)]
+    #[arg(long = "etcd-dial-timeout", env = "FLOW_ETCD_DIAL_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
     etcd_dial_timeout: Duration,
     /// Time for one etcd request, e.g. "5s".
-    #[arg(long = "etcd-request-timeout", env = "FLOW_ETCD_REQUEST_TIMEOUT", default_value = "5s", value_parser = duration)]
+    #[arg(long = "etcd-request-timeout", env = "FLOW_ETCD_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     etcd_request_timeout: Duration,
 
     /// Largest REST request body in bytes (larger gets 413).
     #[arg(long = "http-body-limit", env = "FLOW_HTTP_BODY_LIMIT", default_value_t = 1024 * 1024)]
     http_body_limit: usize,
     /// Longest a request may run, e.g. "15s" (REST 504, gRPC DEADLINE_EXCEEDED).
-    #[arg(long = "request-timeout", env = "FLOW_REQUEST_TIMEOUT", default_value = "15s", value_parser = duration)]
+    #[arg(long = "request-timeout", env = "FLOW_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     request_timeout: Duration,
     /// Comma-separated origins allowed by CORS ("*" for any); CORS is off when empty.
     #[arg(
@@ -92,53 +93,25 @@ struct Args {
     log_format: String,
 
     /// Require `Authorization: Bearer <key>` on every API call (REST and gRPC).
-    #[arg(long = "auth-enabled", env = "FLOW_AUTH_ENABLED", default_value = "false", value_parser = boolean, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "auth-enabled", env = "FLOW_AUTH_ENABLED", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     auth_enabled: bool,
     /// The API key (required when auth is enabled). Never logged.
     #[arg(long = "api-key", env = "FLOW_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Serve REST over TLS.
-    #[arg(long = "http-tls-enabled", env = "FLOW_HTTP_TLS_ENABLED", default_value = "false", value_parser = boolean, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "http-tls-enabled", env = "FLOW_HTTP_TLS_ENABLED", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     http_tls_enabled: bool,
     #[arg(long = "http-tls-cert", env = "FLOW_HTTP_TLS_CERT")]
     http_tls_cert: Option<PathBuf>,
     #[arg(long = "http-tls-key", env = "FLOW_HTTP_TLS_KEY")]
     http_tls_key: Option<PathBuf>,
     /// Serve gRPC over TLS.
-    #[arg(long = "grpc-tls-enabled", env = "FLOW_GRPC_TLS_ENABLED", default_value = "false", value_parser = boolean, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "grpc-tls-enabled", env = "FLOW_GRPC_TLS_ENABLED", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     grpc_tls_enabled: bool,
     #[arg(long = "grpc-tls-cert", env = "FLOW_GRPC_TLS_CERT")]
     grpc_tls_cert: Option<PathBuf>,
     #[arg(long = "grpc-tls-key", env = "FLOW_GRPC_TLS_KEY")]
     grpc_tls_key: Option<PathBuf>,
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 5s, 1m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("invalid duration {s:?} (units: ms, s, m)")),
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("duration {s:?} must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn boolean(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" | "yes" | "on" => Ok(true),
-        "" | "0" | "f" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("expected true or false, got {s:?}")),
-    }
 }
 
 /// TLS certificate and key of one listener, already read and checked.
@@ -306,22 +279,6 @@ impl Config {
             } else {
                 endpoints
             };
-            for e in &endpoints {
-                let (scheme_ok, host_port) = match e.split_once("://") {
-                    Some((scheme, rest)) => (scheme == "http" || scheme == "https", rest),
-                    None => (true, e.as_str()),
-                };
-                if host_port.contains('@') {
-                    return Err(ConfigError(
-                        "invalid etcd endpoint: credentials in the URL are not supported (they would be logged); use FLOW_ETCD_USERNAME and FLOW_ETCD_PASSWORD".into(),
-                    ));
-                }
-                if !scheme_ok || !host_port.contains(':') {
-                    return Err(ConfigError(format!(
-                        "invalid etcd endpoint {e:?}: expected http://host:port or https://host:port"
-                    )));
-                }
-            }
             let mut c = EtcdConfig::new(endpoints);
             c.username = a.etcd_username.filter(|u| !u.is_empty());
             c.password = a.etcd_password.filter(|p| !p.is_empty());
@@ -330,6 +287,7 @@ impl Config {
                     "FLOW_ETCD_USERNAME and FLOW_ETCD_PASSWORD must be set together".into(),
                 ));
             }
+
             if a.etcd_cert.is_some() != a.etcd_key.is_some() {
                 return Err(ConfigError(
                     "FLOW_ETCD_CERT and FLOW_ETCD_KEY must be set together".into(),
@@ -346,6 +304,11 @@ impl Config {
                 .transpose()?;
             c.connect_timeout = a.etcd_dial_timeout;
             c.request_timeout = a.etcd_request_timeout;
+            c.validate()
+                .map_err(|e| match e.strip_prefix("https etcd endpoints need") {
+                    Some(_) => ConfigError(format!("{e}: set FLOW_ETCD_CA (--etcd-ca)")),
+                    None => ConfigError(e),
+                })?;
             StoreConfig::Etcd(Box::new(c))
         } else {
             data_dir_ready(&a.data_dir)?;
@@ -530,11 +493,12 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(duration("2").unwrap(), Duration::from_secs(2));
-        assert!(duration("0s").is_err());
-        assert!(duration("5h").is_err());
+    fn endpoints_with_credentials_or_without_ports_are_refused() {
+        for bad in ["http://u:p@h:2379", "etcd", "ftp://h:1", "http://:2379"] {
+            let e = load(&["--etcd", bad]).unwrap_err();
+            assert!(e.0.starts_with("invalid etcd endpoint"), "{bad}: {e}");
+        }
+        let e = load(&["--etcd", "https://h:2379"]).unwrap_err();
+        assert!(e.0.contains("FLOW_ETCD_CA"), "{e}");
     }
 }

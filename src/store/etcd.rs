@@ -62,6 +62,49 @@ impl EtcdConfig {
     }
 }
 
+impl EtcdConfig {
+    /// Checks an endpoint: `http://host:port`, `https://host:port` or `host:port`, without
+    /// credentials in it (they would end up in logs).
+    pub fn check_endpoint(e: &str) -> Result<(), String> {
+        let (scheme_ok, host_port) = match e.split_once("://") {
+            Some((scheme, rest)) => (scheme == "http" || scheme == "https", rest),
+            None => (true, e),
+        };
+        if host_port.contains('@') {
+            return Err(
+                "invalid etcd endpoint: credentials in the URL are not supported (they would be logged); give a username and password instead".into(),
+            );
+        }
+        if !scheme_ok || !host_port.contains(':') || host_port.starts_with(':') {
+            return Err(format!(
+                "invalid etcd endpoint {e:?}: expected http://host:port or https://host:port"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the whole configuration before anything connects; the error is one line.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.endpoints.is_empty() {
+            return Err("no etcd endpoints configured".into());
+        }
+        for e in &self.endpoints {
+            Self::check_endpoint(e)?;
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err("etcd username and password must be given together".into());
+        }
+        if self.cert_pem.is_some() != self.key_pem.is_some() {
+            return Err("etcd client certificate and key must be given together".into());
+        }
+        // No public roots are compiled in: https to etcd needs its CA.
+        if self.ca_pem.is_none() && self.endpoints.iter().any(|e| e.starts_with("https://")) {
+            return Err("https etcd endpoints need the CA that signed their certificates".into());
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for EtcdConfig {
     // Never print the password or key material.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,19 +153,7 @@ impl std::fmt::Debug for EtcdStore {
 impl EtcdStore {
     /// A store for `config`. Does no I/O: the client connects on first use.
     pub fn new(config: EtcdConfig) -> Result<Self> {
-        if config.endpoints.is_empty() {
-            return Err(Error::internal("no etcd endpoints configured"));
-        }
-        if config.username.is_some() != config.password.is_some() {
-            return Err(Error::internal(
-                "etcd username and password must be given together",
-            ));
-        }
-        if config.cert_pem.is_some() != config.key_pem.is_some() {
-            return Err(Error::internal(
-                "etcd client certificate and key must be given together",
-            ));
-        }
+        config.validate().map_err(Error::internal)?;
         Ok(EtcdStore {
             inner: Arc::new(Inner {
                 config,
