@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, Path, RawQuery, Request, State,
+};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -301,14 +304,35 @@ fn json_body(
     })
 }
 
-fn path<T>(p: std::result::Result<Path<T>, PathRejection>) -> Result<T> {
-    p.map(|Path(v)| v).map_err(|rejection| {
-        Error::invalid_field(
-            "INVALID_PATH",
-            "path",
-            format!("malformed path: {}", rejection.body_text()),
-        )
-    })
+/// Path parameters, with axum's rejection turned into the contract's error.
+struct PathParams<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParams(v)),
+            Err(rejection) => Err(Error::invalid_field(
+                "INVALID_PATH",
+                "path",
+                format!("malformed path: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// A JSON request body (see [`json_body`]), as an extractor.
+struct JsonBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await;
+        json_body(&headers, body).map(JsonBody)
+    }
 }
 
 fn version_param(v: &str) -> Result<u64> {
@@ -376,12 +400,11 @@ fn empty_response() -> Result<Response> {
 async fn create_flow(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let q = Query::parse(q, &[VALIDATE_ONLY])?;
     let validate_only = q.bool(VALIDATE_ONLY)?;
-    let spec = json::decode_flow_spec(&json_body(&headers, body)?)?;
+    let spec = json::decode_flow_spec(&body)?;
     let flow = s
         .flows()
         .create(CreateFlowRequest {
@@ -405,10 +428,10 @@ async fn list_flows(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<
 async fn get_flow(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    name: std::result::Result<Path<String>, PathRejection>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    let flow = s.flows().get(&path(name)?).await?;
+    let flow = s.flows().get(&name).await?;
     let etag = Some(flow.version);
     flow_response(flow, etag)
 }
@@ -416,15 +439,14 @@ async fn get_flow(
 async fn update_flow(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    name: std::result::Result<Path<String>, PathRejection>,
+    PathParams(name): PathParams<String>,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let name = path(name)?;
     let q = Query::parse(q, &[VALIDATE_ONLY])?;
     let validate_only = q.bool(VALIDATE_ONLY)?;
     let expected = if_match(&headers)?;
-    let spec = json::decode_flow_spec(&json_body(&headers, body)?)?;
+    let spec = json::decode_flow_spec(&body)?;
     let flow = s
         .flows()
         .update(
@@ -443,29 +465,29 @@ async fn update_flow(
 async fn delete_flow(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    name: std::result::Result<Path<String>, PathRejection>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    s.flows().delete(&path(name)?).await?;
+    s.flows().delete(&name).await?;
     empty_response()
 }
 
 async fn get_flow_status(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    name: std::result::Result<Path<String>, PathRejection>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    json_response(&s.flows().status(&path(name)?).await?)
+    json_response(&s.flows().status(&name).await?)
 }
 
 async fn rollback_flow(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    params: std::result::Result<Path<(String, String)>, PathRejection>,
+    PathParams(params): PathParams<(String, String)>,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    let (name, version) = path(params)?;
+    let (name, version) = params;
     let version = version_param(&version)?;
     let flow = s.flows().rollback(&name, version).await?;
     let etag = Some(flow.version);
@@ -475,9 +497,8 @@ async fn rollback_flow(
 async fn list_flow_versions(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    name: std::result::Result<Path<String>, PathRejection>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Response> {
-    let name = path(name)?;
     let q = Query::parse(q, &[PAGE_SIZE, PAGE_TOKEN])?;
     let page = s
         .flows()
@@ -489,10 +510,10 @@ async fn list_flow_versions(
 async fn get_flow_version(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    params: std::result::Result<Path<(String, String)>, PathRejection>,
+    PathParams(params): PathParams<(String, String)>,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    let (name, version) = path(params)?;
+    let (name, version) = params;
     let version = version_param(&version)?;
     let (flow, active) = s.flows().get_version(&name, version).await?;
     flow_response(flow, Some(active.get()))
@@ -501,21 +522,20 @@ async fn get_flow_version(
 async fn create_schema(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    let def: SchemaDefinition = json::decode(&json_body(&headers, body)?, "SchemaDefinition")?;
+    let def: SchemaDefinition = json::decode(&body, "SchemaDefinition")?;
     json_response(&s.schemas().create(Some(def)).await?)
 }
 
 async fn get_schema(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    params: std::result::Result<Path<(String, String)>, PathRejection>,
+    PathParams(params): PathParams<(String, String)>,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    let (id, version) = path(params)?;
+    let (id, version) = params;
     let version: u32 = version.parse().map_err(|_| {
         Error::invalid(
             "INVALID_VERSION",
@@ -531,19 +551,19 @@ async fn get_schema(
 async fn list_schema_versions(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    id: std::result::Result<Path<String>, PathRejection>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    json_response(&s.schemas().list_versions(&path(id)?).await?)
+    json_response(&s.schemas().list_versions(&id).await?)
 }
 
 async fn delete_schema(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
-    id: std::result::Result<Path<String>, PathRejection>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response> {
     Query::parse(q, &[])?;
-    s.schemas().delete(&path(id)?).await?;
+    s.schemas().delete(&id).await?;
     empty_response()
 }
 
