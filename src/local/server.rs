@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 use crate::handler::grpc::{self, GrpcApi};
@@ -148,6 +147,12 @@ async fn serve_rest(
 ) -> std::io::Result<()> {
     match tls {
         None => {
+            // TCP_NODELAY for the same reason as on gRPC: a response must not wait for an ACK.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(stopped)
                 .await
@@ -212,7 +217,12 @@ async fn serve_grpc(
         .add_service(reflection_v1alpha)
         .add_service(flows)
         .add_service(schemas)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped)
+        // TCP_NODELAY: without it Nagle holds a small response back until the client's delayed
+        // ACK (~40 ms), which flow-bench measured as a 44 ms p50 on every unary call at c=1.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stopped,
+        )
         .await
         .map_err(std::io::Error::other);
     watch_health.abort();
