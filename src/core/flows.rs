@@ -31,8 +31,14 @@ use crate::proto::v1::{
 
 /// The largest binary `FlowSpec` stored (contract B.5).
 pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
-/// Most keys one ListFlows discovery read asks for.
-const MAX_SCAN_KEYS: i64 = 2_000;
+/// Most keys one ListFlows discovery read asks for. etcd (3.4 and 3.5) walks every key of a
+/// range to count it, whatever the limit, so a page costs etcd (reads × keys after the cursor):
+/// fewer, larger reads are cheaper for it. This bounds one response to about 1 MiB of keys.
+pub const MAX_SCAN_KEYS: i64 = 10_000;
+/// Keys the first discovery read of a page asks for per flow it wants, before it has seen how
+/// many keys a flow has: a one-version flow has 4 or 5 (active, meta, status, versions/1/...),
+/// so a page of such flows is found in one read.
+pub const FIRST_SCAN_KEYS_PER_FLOW: usize = 6;
 
 /// Flow versioning over a transactional KV store.
 #[derive(Debug)]
@@ -862,7 +868,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                 .count()
         };
         let mut exhausted = false;
-        let mut limit = (4 * want).max(16) as i64;
+        let mut limit = ((FIRST_SCAN_KEYS_PER_FLOW * want) as i64).clamp(16, MAX_SCAN_KEYS);
 
         loop {
             while !exhausted && possible(&scanned, &heads) < want {

@@ -222,9 +222,9 @@ impl TxnResponse {
     }
 }
 
-/// Most operations one transaction may carry. etcd's default `--max-txn-ops` is 128; staying
-/// below it keeps the API working against an etcd with default settings.
-pub const MAX_TXN_OPS: usize = 100;
+/// Most operations one transaction may carry: etcd's default `--max-txn-ops`. The heads of a
+/// default ListFlows page (101 flows and the shorter names they extend) fit in one transaction.
+pub const MAX_TXN_OPS: usize = 128;
 
 /// A transactional key-value store with etcd's semantics. Errors are already API errors
 /// (`Unavailable` for a store that cannot be reached, `Internal` otherwise), except a read at a

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::core::kv::{
-    Compare, CompareOp, CompareTarget, KeyValue, Kv, REVISION_UNAVAILABLE, RangeRequest,
-    RangeResponse, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Compare, CompareOp, CompareTarget, KeyValue, Kv, MAX_TXN_OPS, REVISION_UNAVAILABLE,
+    RangeRequest, RangeResponse, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use crate::core::{Detail, Error, Result};
 
@@ -468,11 +468,8 @@ fn compact(db: &Database, retained: u64) -> Result<()> {
     tx.commit().map_err(storage)
 }
 
-/// etcd's `--max-txn-ops` default: the embedded store refuses what etcd would.
-const MAX_TXN_OPS: usize = 128;
-
-/// Rejects what etcd rejects, so code that works here works on etcd: too many operations, or two
-/// writes of one key in one branch.
+/// Rejects what etcd rejects, so code that works here works on etcd: too many operations (more
+/// than etcd's default `--max-txn-ops`), or two writes of one key in one branch.
 fn check_like_etcd(txn: &Txn) -> Result<()> {
     for branch in [&txn.success, &txn.failure] {
         if branch.len() > MAX_TXN_OPS || txn.compare.len() > MAX_TXN_OPS {
