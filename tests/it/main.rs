@@ -2,6 +2,7 @@
 //! all (each test in its own key namespace or store).
 
 mod bad_input;
+mod bench_smoke;
 mod binary;
 mod common;
 mod concurrency;

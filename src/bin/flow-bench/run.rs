@@ -1,0 +1,649 @@
+//! One benchmark row: an operation over one transport at one concurrency. `concurrency` workers
+//! run the operation back to back, each on flows (or keys) of its own so rows never measure
+//! contention between workers; latencies go into an HDR histogram, throughput is the operations
+//! completed in the measured window (after a warm-up) divided by its length. A worker whose
+//! operations are slower than the window stretches it until it has measured one.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use etcd_client::KvClient;
+use hdrhistogram::Histogram;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use flowpipe_api::core::FlowName;
+use flowpipe_api::proto::v1::flow_service_client::FlowServiceClient;
+use flowpipe_api::proto::v1::{
+    CreateFlowRequest, FlowSpec, GetFlowRequest, ListFlowsRequest, RollbackFlowRequest,
+    UpdateFlowRequest,
+};
+
+use crate::raw::{self, BenchResult, RawKeys};
+use crate::workload::{self, Stored, Variant};
+
+/// The operations of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Update,
+    Get,
+    List,
+    Rollback,
+    /// Calibration, not an API operation: a request that never touches the store (REST
+    /// `/healthz`, gRPC health check of the process), against one raw etcd range read. It shows
+    /// what the extra hop through the API costs by itself.
+    Ping,
+}
+
+impl Op {
+    pub const ALL: [Op; 6] = [
+        Op::Create,
+        Op::Update,
+        Op::Get,
+        Op::List,
+        Op::Rollback,
+        Op::Ping,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Get => "get",
+            Op::List => "list",
+            Op::Rollback => "rollback",
+            Op::Ping => "ping",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Op, String> {
+        Op::ALL.into_iter().find(|o| o.name() == s).ok_or_else(|| {
+            format!("unknown operation {s:?} (create, update, get, list, rollback, ping)")
+        })
+    }
+}
+
+/// Who issues the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The API over REST, HTTP/1.1 keep-alive.
+    Rest,
+    /// The API over gRPC.
+    Grpc,
+    /// Baseline (a): raw etcd-client, the API's own reads and transactions.
+    Same,
+    /// Baseline (b): raw etcd-client, one CAS write or one range read.
+    Min,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 4] = [
+        Transport::Rest,
+        Transport::Grpc,
+        Transport::Same,
+        Transport::Min,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Rest => "REST",
+            Transport::Grpc => "gRPC",
+            Transport::Same => "raw-same",
+            Transport::Min => "raw-min",
+        }
+    }
+
+    /// One letter, for flow names.
+    fn letter(self) -> char {
+        match self {
+            Transport::Rest => 'r',
+            Transport::Grpc => 'g',
+            Transport::Same => 's',
+            Transport::Min => 'm',
+        }
+    }
+
+    pub fn is_api(self) -> bool {
+        matches!(self, Transport::Rest | Transport::Grpc)
+    }
+}
+
+/// Connections shared by the workers of a row, as a real client would share them: one HTTP/1.1
+/// connection pool, one gRPC channel (HTTP/2), one etcd client.
+#[derive(Clone)]
+pub struct Clients {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub grpc: FlowServiceClient<Channel>,
+    pub health: HealthClient<Channel>,
+    pub kv: KvClient,
+    /// Prefix of every flow name and raw key this run writes.
+    pub tag: String,
+}
+
+impl Clients {
+    pub async fn connect(
+        http_addr: std::net::SocketAddr,
+        grpc_addr: std::net::SocketAddr,
+        kv: KvClient,
+        tag: &str,
+    ) -> BenchResult<Clients> {
+        let http = reqwest::Client::builder()
+            .http1_only()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(Duration::from_secs(300))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+            .map_err(|e| e.to_string())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| format!("gRPC connect to {grpc_addr}: {e}"))?;
+        let health = HealthClient::new(channel.clone());
+        let grpc = FlowServiceClient::new(channel)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024);
+        Ok(Clients {
+            http,
+            base: format!("http://{http_addr}"),
+            grpc,
+            health,
+            kv,
+            tag: tag.to_string(),
+        })
+    }
+
+    async fn rest(&self, req: reqwest::RequestBuilder) -> BenchResult<Bytes> {
+        let resp = req.send().await.map_err(|e| format!("HTTP: {e}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| format!("HTTP body: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            ));
+        }
+        Ok(body)
+    }
+
+    fn json(
+        &self,
+        req: reqwest::RequestBuilder,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::RequestBuilder {
+        req.header("content-type", "application/json").body(body)
+    }
+
+    /// Creates flow `name` through the API (REST): setting up flows exactly as the API writes
+    /// them.
+    pub async fn api_create(&self, name: &FlowName) -> BenchResult<()> {
+        let req = self.http.post(format!("{}/v1/flows", self.base));
+        self.rest(self.json(req, workload::rest_body(Some(name.as_str()), Variant::A)))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn api_update(&self, name: &FlowName, variant: Variant) -> BenchResult<()> {
+        let req = self.http.put(format!("{}/v1/flows/{name}", self.base));
+        self.rest(self.json(req, workload::rest_body(None, variant)))
+            .await
+            .map(|_| ())
+    }
+}
+
+fn grpc_err(e: tonic::Status) -> String {
+    format!("gRPC {:?}: {}", e.code(), e.message())
+}
+
+/// What a worker keeps between operations.
+pub struct Worker {
+    op: Op,
+    transport: Transport,
+    c: Clients,
+    /// Operations done so far.
+    i: u64,
+    /// Create: prefix of new names. Otherwise the worker's flow.
+    name: String,
+    flow: Option<FlowName>,
+    keys: Option<RawKeys>,
+    /// List rows: the key namespace listed by raw-same (the API server's own is empty).
+    ns: Vec<u8>,
+    /// List rows of raw-same: list through the name-index prototype instead.
+    indexed: bool,
+    stored: Stored,
+    /// Raw-same update: the flow's newest version.
+    latest: u64,
+    /// Raw-min: the key and its mod revision.
+    min_key: Vec<u8>,
+    min_rev: i64,
+    specs: [FlowSpec; 2],
+    update_bodies: [Bytes; 2],
+    min_values: [Vec<u8>; 2],
+}
+
+/// Where raw-min rows keep their keys.
+pub fn min_prefix(tag: &str) -> String {
+    format!("/{tag}-min/")
+}
+
+/// The keys raw-min list rows read a page of.
+pub fn min_list_prefix(tag: &str) -> Vec<u8> {
+    format!("{}list/", min_prefix(tag)).into_bytes()
+}
+
+impl Worker {
+    /// Worker `w` of a row at concurrency `conc`: sets up the flow it works on (created through
+    /// the API for API rows, with raw writes of the same data for raw rows).
+    pub async fn setup(
+        op: Op,
+        transport: Transport,
+        c: &Clients,
+        conc: usize,
+        w: usize,
+    ) -> BenchResult<Worker> {
+        let name = format!(
+            "{}-{}{}{}-{w}",
+            c.tag,
+            &op.name()[..1],
+            transport.letter(),
+            conc
+        );
+        let flow = workload::name(name.clone());
+        let stored = Stored::new(&flow);
+        let mut worker = Worker {
+            op,
+            transport,
+            c: c.clone(),
+            i: 0,
+            name,
+            flow: None,
+            keys: None,
+            ns: Vec::new(),
+            indexed: false,
+            min_key: format!(
+                "{}{}{}{conc}/{w}",
+                min_prefix(&c.tag),
+                op.name(),
+                transport.letter()
+            )
+            .into_bytes(),
+            min_rev: 0,
+            specs: [
+                workload::spec(None, Variant::A),
+                workload::spec(None, Variant::B),
+            ],
+            update_bodies: [
+                workload::rest_body(None, Variant::A).into(),
+                workload::rest_body(None, Variant::B).into(),
+            ],
+            min_values: [stored.spec(Variant::A, 1), stored.spec(Variant::B, 1)],
+            stored,
+            latest: 0,
+        };
+        if matches!(op, Op::Create | Op::List) {
+            return Ok(worker);
+        }
+        if op == Op::Ping {
+            if transport.is_api() {
+                return Ok(worker);
+            }
+            // The raw rows read one key: one etcd round trip.
+            worker.min_rev = raw::min_write(
+                &mut c.kv.clone(),
+                worker.min_key.clone(),
+                0,
+                worker.min_values[0].clone(),
+            )
+            .await?;
+            return Ok(worker);
+        }
+        let keys = RawKeys::new(b"", &flow);
+        let mut kv = c.kv.clone();
+        match transport {
+            Transport::Rest | Transport::Grpc => {
+                c.api_create(&flow).await?;
+                if op == Op::Rollback {
+                    c.api_update(&flow, Variant::B).await?;
+                }
+            }
+            Transport::Same => {
+                raw::create(
+                    &mut kv,
+                    &keys,
+                    &worker.stored,
+                    worker.stored.spec(Variant::A, 1),
+                )
+                .await?;
+                worker.latest = 1;
+                if op == Op::Rollback {
+                    worker.latest =
+                        raw::update(&mut kv, &keys, &worker.stored, 1, Variant::B).await?;
+                }
+            }
+            Transport::Min => {
+                worker.min_rev = raw::min_write(
+                    &mut kv,
+                    worker.min_key.clone(),
+                    0,
+                    worker.min_values[0].clone(),
+                )
+                .await?;
+            }
+        }
+        worker.flow = Some(flow);
+        worker.keys = Some(keys);
+        Ok(worker)
+    }
+
+    /// A list worker on key namespace `ns` (the list-cost study's datasets; `c.base` is then
+    /// a server on that namespace).
+    /// With `indexed`, a raw worker lists through the name-index prototype.
+    pub async fn list_in(
+        transport: Transport,
+        c: &Clients,
+        ns: &[u8],
+        indexed: bool,
+    ) -> BenchResult<Worker> {
+        let mut w = Worker::setup(Op::List, transport, c, 0, 0).await?;
+        w.ns = ns.to_vec();
+        w.indexed = indexed && !transport.is_api();
+        Ok(w)
+    }
+
+    fn flow(&self) -> &FlowName {
+        self.flow.as_ref().expect("set up with a flow")
+    }
+
+    fn keys(&self) -> &RawKeys {
+        self.keys.as_ref().expect("set up with a flow")
+    }
+
+    /// One operation.
+    pub async fn step(&mut self) -> BenchResult<()> {
+        let i = self.i;
+        self.i += 1;
+        let c = &self.c;
+        let mut kv = c.kv.clone();
+        match (self.op, self.transport) {
+            (Op::Create, t) => {
+                let name = workload::name(format!("{}-{i}", self.name));
+                match t {
+                    Transport::Rest => {
+                        let req = c.http.post(format!("{}/v1/flows", c.base));
+                        let body = workload::rest_body(Some(name.as_str()), Variant::A);
+                        c.rest(c.json(req, body)).await?;
+                    }
+                    Transport::Grpc => {
+                        let mut spec = self.specs[0].clone();
+                        spec.name = name.as_str().to_owned();
+                        c.grpc
+                            .clone()
+                            .create_flow(CreateFlowRequest {
+                                spec: Some(spec),
+                                validate_only: false,
+                            })
+                            .await
+                            .map_err(grpc_err)?;
+                    }
+                    Transport::Same => {
+                        let spec = self.stored.spec_named(&name, Variant::A, 1);
+                        raw::create(&mut kv, &RawKeys::new(b"", &name), &self.stored, spec).await?;
+                    }
+                    Transport::Min => {
+                        let mut key = self.min_key.clone();
+                        key.extend_from_slice(format!("/{i}").as_bytes());
+                        raw::min_write(&mut kv, key, 0, self.min_values[0].clone()).await?;
+                    }
+                }
+            }
+            (Op::Get, t) => match t {
+                Transport::Rest => {
+                    let req = c.http.get(format!("{}/v1/flows/{}", c.base, self.flow()));
+                    c.rest(req).await?;
+                }
+                Transport::Grpc => {
+                    c.grpc
+                        .clone()
+                        .get_flow(GetFlowRequest {
+                            name: self.flow().to_string(),
+                        })
+                        .await
+                        .map_err(grpc_err)?;
+                }
+                Transport::Same => raw::get(&mut kv, self.keys()).await?,
+                Transport::Min => raw::min_read(&mut kv, self.min_key.clone(), None, 0).await?,
+            },
+            (Op::Update, t) => {
+                let variant = Variant::of_update(i);
+                let ix = (variant == Variant::B) as usize;
+                match t {
+                    Transport::Rest => {
+                        let req = c.http.put(format!("{}/v1/flows/{}", c.base, self.flow()));
+                        c.rest(c.json(req, self.update_bodies[ix].clone())).await?;
+                    }
+                    Transport::Grpc => {
+                        c.grpc
+                            .clone()
+                            .update_flow(UpdateFlowRequest {
+                                name: self.flow().to_string(),
+                                spec: Some(self.specs[ix].clone()),
+                                validate_only: false,
+                            })
+                            .await
+                            .map_err(grpc_err)?;
+                    }
+                    Transport::Same => {
+                        self.latest =
+                            raw::update(&mut kv, self.keys(), &self.stored, self.latest, variant)
+                                .await?;
+                    }
+                    Transport::Min => {
+                        self.min_rev = raw::min_write(
+                            &mut kv,
+                            self.min_key.clone(),
+                            self.min_rev,
+                            self.min_values[ix].clone(),
+                        )
+                        .await?;
+                    }
+                }
+            }
+            (Op::Rollback, t) => {
+                // The flow has versions 1 and 2, 2 active: alternate, so every call moves it.
+                let target = if i.is_multiple_of(2) { 1 } else { 2 };
+                match t {
+                    Transport::Rest => {
+                        let req = c.http.post(format!(
+                            "{}/v1/flows/{}/rollback/{target}",
+                            c.base,
+                            self.flow()
+                        ));
+                        c.rest(req).await?;
+                    }
+                    Transport::Grpc => {
+                        c.grpc
+                            .clone()
+                            .rollback_flow(RollbackFlowRequest {
+                                name: self.flow().to_string(),
+                                version: target,
+                            })
+                            .await
+                            .map_err(grpc_err)?;
+                    }
+                    Transport::Same => {
+                        raw::rollback(&mut kv, self.keys(), &self.stored, target).await?
+                    }
+                    Transport::Min => {
+                        self.min_rev = raw::min_write(
+                            &mut kv,
+                            self.min_key.clone(),
+                            self.min_rev,
+                            target.to_string().into_bytes(),
+                        )
+                        .await?;
+                    }
+                }
+            }
+            (Op::Ping, t) => match t {
+                Transport::Rest => {
+                    c.rest(c.http.get(format!("{}/healthz", c.base))).await?;
+                }
+                Transport::Grpc => {
+                    c.health
+                        .clone()
+                        .check(HealthCheckRequest {
+                            service: String::new(),
+                        })
+                        .await
+                        .map_err(grpc_err)?;
+                }
+                Transport::Same | Transport::Min => {
+                    raw::min_read(&mut kv, self.min_key.clone(), None, 0).await?
+                }
+            },
+            (Op::List, t) => match t {
+                Transport::Rest => {
+                    let req = c.http.get(format!("{}/v1/flows?page_size=100", c.base));
+                    c.rest(req).await?;
+                }
+                Transport::Grpc => {
+                    c.grpc
+                        .clone()
+                        .list_flows(ListFlowsRequest {
+                            page_size: 100,
+                            page_token: String::new(),
+                        })
+                        .await
+                        .map_err(grpc_err)?;
+                }
+                Transport::Same if self.indexed => {
+                    raw::list_page_indexed(&kv, &self.ns, 100).await?;
+                }
+                Transport::Same => {
+                    raw::list_page(&kv, &self.ns, 100).await?;
+                }
+                Transport::Min => {
+                    let start = min_list_prefix(&c.tag);
+                    let end = flowpipe_api::core::keys::prefix_end(&start);
+                    raw::min_read(&mut kv, start, Some(end), 100).await?;
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of one row.
+pub struct RowStats {
+    /// Operations completed inside the measured window.
+    pub ops: u64,
+    /// Operations completed in the whole row, warm-up included (for CPU time per operation).
+    pub all_ops: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub window: Duration,
+    /// Latencies in microseconds.
+    pub hist: Histogram<u64>,
+}
+
+impl RowStats {
+    pub fn throughput(&self) -> f64 {
+        self.ops as f64 / self.window.as_secs_f64()
+    }
+
+    pub fn p50_ms(&self) -> f64 {
+        self.hist.value_at_quantile(0.50) as f64 / 1000.0
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        self.hist.value_at_quantile(0.99) as f64 / 1000.0
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs `workers` concurrently for `warmup + measure`, recording what completes inside the
+/// measured window. Hands the workers back, so a later round continues where this one stopped.
+pub async fn run(
+    workers: Vec<Worker>,
+    warmup: Duration,
+    measure: Duration,
+) -> (RowStats, Vec<Worker>) {
+    let start = Instant::now() + warmup;
+    let end = start + measure;
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|mut w| {
+            tokio::spawn(async move {
+                let mut hist = histogram();
+                let (mut errors, mut first_error, mut all) = (0u64, None, 0u64);
+                let mut last_done = end;
+                loop {
+                    let t0 = Instant::now();
+                    // Every worker measures at least one operation, so a row of operations
+                    // slower than the window still has a latency (its window grows to fit).
+                    if t0 >= end && (!hist.is_empty() || errors > 0) {
+                        break;
+                    }
+                    let r = w.step().await;
+                    let t1 = Instant::now();
+                    match r {
+                        Ok(()) => {
+                            all += 1;
+                            if t0 >= start && (t1 <= end || hist.is_empty()) {
+                                let _ = hist.record((t1 - t0).as_micros().max(1) as u64);
+                                last_done = last_done.max(t1);
+                            }
+                        }
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert(e);
+                            // A failing worker must not spin: the row is reported as broken.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+                (w, hist, errors, first_error, all, last_done)
+            })
+        })
+        .collect();
+    let mut stats = RowStats {
+        ops: 0,
+        all_ops: 0,
+        errors: 0,
+        first_error: None,
+        window: measure,
+        hist: histogram(),
+    };
+    let mut back = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        match t.await {
+            Ok((w, h, errors, first, all, last_done)) => {
+                back.push(w);
+                stats.window = stats.window.max(last_done - start);
+                let _ = stats.hist.add(&h);
+                stats.all_ops += all;
+                stats.errors += errors;
+                if stats.first_error.is_none() {
+                    stats.first_error = first;
+                }
+            }
+            Err(e) => {
+                stats.errors += 1;
+                stats
+                    .first_error
+                    .get_or_insert(format!("worker panicked: {e}"));
+            }
+        }
+    }
+    stats.ops = stats.hist.len();
+    (stats, back)
+}
