@@ -79,6 +79,11 @@ struct Args {
     /// Run this binary as the API server instead of this executable in flow-api mode.
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Give etcd the last CPU to itself and run the API server and the load generator on the
+    /// others, as in a deployment where etcd has machines of its own (needs `taskset`, 2+ CPUs,
+    /// and an etcd on this machine).
+    #[arg(long)]
+    pin_etcd: bool,
     /// `RUST_LOG` of the API server (default: its own default, `info`).
     #[arg(long)]
     server_log: Option<String>,
@@ -138,6 +143,59 @@ fn etcd_pid(endpoint: &str) -> Option<u32> {
     None
 }
 
+/// The CPUs this process may run on (`Cpus_allowed_list` of /proc/self/status, e.g. `0-3,8`).
+fn allowed_cpus() -> BenchResult<Vec<usize>> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .ok_or("no Cpus_allowed_list in /proc/self/status")?;
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi): (usize, usize) = (
+            lo.parse().map_err(|_| format!("bad CPU list {list:?}"))?,
+            hi.parse().map_err(|_| format!("bad CPU list {list:?}"))?,
+        );
+        cpus.extend(lo..=hi);
+    }
+    Ok(cpus)
+}
+
+/// Sets the CPU affinity of every thread of `pid`.
+fn taskset(cpus: &[usize], pid: u32) -> BenchResult<()> {
+    let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &list.join(","), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset (util-linux) is needed for --pin-etcd: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "taskset -c {} {pid} failed: {status}",
+            list.join(",")
+        ));
+    }
+    Ok(())
+}
+
+/// `--pin-etcd`: etcd on the last allowed CPU, this process on the others. Runs before the API
+/// server starts, so the server (a child) inherits this process's CPUs. Returns the placement
+/// the report shows.
+fn pin_etcd(endpoint: &str) -> BenchResult<String> {
+    let cpus = allowed_cpus()?;
+    let Some((&last, rest)) = cpus.split_last().filter(|(_, rest)| !rest.is_empty()) else {
+        return Err("--pin-etcd needs at least 2 CPUs".into());
+    };
+    let etcd = etcd_pid(endpoint)
+        .ok_or("--pin-etcd: no etcd process serving the endpoint runs on this machine")?;
+    taskset(&[last], etcd)?;
+    taskset(rest, std::process::id())?;
+    Ok(format!(
+        "etcd pinned to CPU {last}, the API server and the load generator to CPU(s) {rest:?}"
+    ))
+}
+
 /// Deletes everything the run wrote into an etcd it did not start.
 async fn cleanup(kv: &mut etcd_client::KvClient, tag: &str) {
     for prefix in [format!("/flowpipe/flows/{tag}-"), format!("/{tag}-")] {
@@ -184,6 +242,12 @@ async fn bench(a: Args) -> BenchResult<()> {
     } else {
         harness = None;
         a.etcd.clone()
+    };
+    let placement = if a.pin_etcd {
+        pin_etcd(&endpoints[0])?
+    } else {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        format!("{cores} CPUs shared by etcd, the API server and the load generator")
     };
     let etcd = etcd_client::Client::connect(&endpoints, None)
         .await
@@ -327,7 +391,7 @@ async fn bench(a: Args) -> BenchResult<()> {
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         release: !cfg!(debug_assertions),
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        placement,
         measure,
         warmup,
         rounds,

@@ -55,7 +55,8 @@ impl Row {
 pub struct Report {
     pub command: String,
     pub release: bool,
-    pub cores: usize,
+    /// Where the processes ran: the CPUs they shared, or how they were pinned.
+    pub placement: String,
     pub measure: Duration,
     pub warmup: Duration,
     pub rounds: usize,
@@ -119,10 +120,10 @@ impl Report {
         let _ = writeln!(s, "## flow-bench report\n");
         let _ = writeln!(
             s,
-            "`{}` — {} build, {} cores, {} per row after {} warm-up, {} round(s) (median shown), ran {:.0}s.\n",
+            "`{}` — {} build, {}, {} per row after {} warm-up, {} round(s) (median shown), ran {:.0}s.\n",
             self.command,
             if self.release { "release" } else { "debug" },
-            self.cores,
+            self.placement,
             fmt_d(self.measure),
             fmt_d(self.warmup),
             self.rounds,
