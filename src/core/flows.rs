@@ -34,11 +34,84 @@ pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
 /// Most keys one ListFlows discovery read asks for. etcd (3.4 and 3.5) walks every key of a
 /// range to count it, whatever the limit, so a page costs etcd (reads × keys after the cursor):
 /// fewer, larger reads are cheaper for it. This bounds one response to about 1 MiB of keys.
-pub const MAX_SCAN_KEYS: i64 = 10_000;
+const MAX_SCAN_KEYS: i64 = 10_000;
 /// Keys the first discovery read of a page asks for per flow it wants, before it has seen how
 /// many keys a flow has: a one-version flow has 4 or 5 (active, meta, status, versions/1/...),
 /// so a page of such flows is found in one read.
-pub const FIRST_SCAN_KEYS_PER_FLOW: usize = 6;
+const FIRST_SCAN_KEYS_PER_FLOW: usize = 6;
+
+/// What one keys-only discovery read of ListFlows found, and what the next read should ask
+/// for. Public so that flow-bench's raw-same baseline issues exactly the API's reads.
+#[derive(Debug, Default)]
+pub struct DiscoveryRead {
+    /// Flows with an `active` key (live, or deleted by a writer that kept `active`), in key
+    /// order.
+    pub active: Vec<FlowName>,
+    /// Where the next read starts: past the subtree of the last flow seen, whose versions may
+    /// have been cut off by the limit. `None` once the range is exhausted.
+    pub next: Option<Vec<u8>>,
+    /// Keys per flow among the flows this read saw whole (an estimate for the next limit).
+    keys_per_flow: Option<usize>,
+}
+
+impl DiscoveryRead {
+    /// The limit of a page's first read, for `want` flows.
+    pub fn first_limit(want: usize) -> i64 {
+        ((FIRST_SCAN_KEYS_PER_FLOW * want) as i64).clamp(16, MAX_SCAN_KEYS)
+    }
+
+    /// Reads the keys (without any namespace) of one discovery read; `more` is etcd's `more`.
+    pub fn parse<'a>(keys: impl IntoIterator<Item = &'a [u8]>, more: bool) -> Self {
+        // Keys per flow segment, in key order; the last segment may be cut off.
+        let mut segments: Vec<usize> = Vec::new();
+        let mut last_end: Option<Vec<u8>> = None;
+        let mut active = Vec::new();
+        for key in keys {
+            let end = keys::flow_segment_end(key);
+            if last_end.as_ref() != Some(&end) {
+                segments.push(0);
+                last_end = Some(end);
+            }
+            if let Some(n) = segments.last_mut() {
+                *n += 1;
+            }
+            match keys::parse_flow_key(key) {
+                Some((name, FlowKeyKind::Active)) => active.push(name),
+                Some(_) => {}
+                // Not a name this API accepts (written by an older writer): such a flow cannot
+                // be addressed through the API, so it is not listed.
+                None => {
+                    tracing::debug!(key = %String::from_utf8_lossy(key), "skipping key of an invalid flow name")
+                }
+            }
+        }
+        match (last_end, more) {
+            (Some(next), true) => {
+                let whole = &segments[..segments.len() - 1];
+                let keys_per_flow =
+                    (!whole.is_empty()).then(|| whole.iter().sum::<usize>() / whole.len() + 1);
+                DiscoveryRead {
+                    active,
+                    next: Some(next),
+                    keys_per_flow,
+                }
+            }
+            _ => DiscoveryRead {
+                active,
+                next: None,
+                keys_per_flow: None,
+            },
+        }
+    }
+
+    /// The limit of the next read, to find `missing` more flows: sized from the flows this read
+    /// saw whole, else `current` again.
+    pub fn next_limit(&self, missing: usize, current: i64) -> i64 {
+        self.keys_per_flow.map_or(current, |per_flow| {
+            ((missing.max(1) * per_flow) as i64).clamp(16, MAX_SCAN_KEYS)
+        })
+    }
+}
 
 /// Flow versioning over a transactional KV store.
 #[derive(Debug)]
@@ -868,7 +941,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                 .count()
         };
         let mut exhausted = false;
-        let mut limit = ((FIRST_SCAN_KEYS_PER_FLOW * want) as i64).clamp(16, MAX_SCAN_KEYS);
+        let mut limit = DiscoveryRead::first_limit(want);
 
         loop {
             while !exhausted && possible(&scanned, &heads) < want {
@@ -884,44 +957,21 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                 if revision == 0 {
                     revision = resp.revision;
                 }
-                // Keys per flow segment, in key order; the last segment may be cut off.
-                let mut segments: Vec<usize> = Vec::new();
-                let mut last_end: Option<Vec<u8>> = None;
-                for kv in &resp.kvs {
-                    let end = keys::flow_segment_end(&kv.key);
-                    if last_end.as_ref() != Some(&end) {
-                        segments.push(0);
-                        last_end = Some(end);
-                    }
-                    if let Some(n) = segments.last_mut() {
-                        *n += 1;
-                    }
-                    match keys::parse_flow_key(&kv.key) {
-                        Some((name, FlowKeyKind::Active)) if is_after(&name) => {
-                            probes.extend(name.dash_prefixes().filter(|p| is_after(p)));
-                            scanned.insert(name);
-                        }
-                        Some(_) => {}
-                        // Not a name this API accepts (written by an older writer): such a flow
-                        // cannot be addressed through the API, so it is not listed.
-                        None => {
-                            tracing::debug!(key = %String::from_utf8_lossy(&kv.key), "skipping key of an invalid flow name")
-                        }
-                    }
+                let read =
+                    DiscoveryRead::parse(resp.kvs.iter().map(|kv| kv.key.as_slice()), resp.more);
+                for name in read.active.iter().filter(|n| is_after(n)) {
+                    probes.extend(name.dash_prefixes().filter(|p| is_after(p)));
+                    scanned.insert(name.clone());
                 }
-                match (last_end, resp.more) {
-                    (Some(next), true) => {
-                        // Skip the rest of the last segment (its versions), and size the next
-                        // read from the flows this one saw whole.
-                        cursor = next;
-                        let whole = &segments[..segments.len() - 1];
-                        if !whole.is_empty() {
-                            let per_flow = whole.iter().sum::<usize>() / whole.len() + 1;
-                            let missing = want.saturating_sub(possible(&scanned, &heads)).max(1);
-                            limit = ((missing * per_flow) as i64).clamp(16, MAX_SCAN_KEYS);
-                        }
+                match &read.next {
+                    // Skip the rest of the last flow (its versions), and size the next read
+                    // from the flows this one saw whole.
+                    Some(next) => {
+                        cursor = next.clone();
+                        limit =
+                            read.next_limit(want.saturating_sub(possible(&scanned, &heads)), limit);
                     }
-                    _ => exhausted = true,
+                    None => exhausted = true,
                 }
             }
 
@@ -1083,4 +1133,53 @@ enum CreateOutcome {
     Existing(Box<Flow>),
     /// Write the spec as this version.
     WriteAt(VersionNumber),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_of(flows: &[(&str, usize)]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (name, versions) in flows {
+            let base = format!("{}{name}/", keys::FLOWS_PREFIX);
+            out.push(format!("{base}active").into_bytes());
+            out.push(format!("{base}meta").into_bytes());
+            for v in 1..=*versions {
+                out.push(format!("{base}versions/{v}/meta").into_bytes());
+                out.push(format!("{base}versions/{v}/spec").into_bytes());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_discovery_read_skips_the_flow_it_cut_off_and_sizes_the_next_read() {
+        // Two whole flows of 3 versions (8 keys each), then the first keys of a third.
+        let mut keys = keys_of(&[("a", 3), ("b", 3)]);
+        keys.extend(keys_of(&[("c", 3)]).into_iter().take(3));
+        let read = DiscoveryRead::parse(keys.iter().map(Vec::as_slice), true);
+        let names: Vec<&str> = read.active.iter().map(FlowName::as_str).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(
+            read.next.as_deref(),
+            Some(format!("{}c0", keys::FLOWS_PREFIX).as_bytes())
+        );
+        // 8 keys a flow (+1 to round up): 10 more flows are 90 keys, within the bounds.
+        assert_eq!(read.next_limit(10, 500), 90);
+        assert_eq!(read.next_limit(0, 500), 16);
+        assert_eq!(read.next_limit(1_000_000, 500), MAX_SCAN_KEYS);
+    }
+
+    #[test]
+    fn a_discovery_read_that_saw_no_whole_flow_keeps_its_limit() {
+        let keys = keys_of(&[("only", 50)]);
+        let read = DiscoveryRead::parse(keys.iter().take(20).map(Vec::as_slice), true);
+        assert_eq!(read.next_limit(10, 640), 640);
+        let last = DiscoveryRead::parse(keys.iter().map(Vec::as_slice), false);
+        assert!(last.next.is_none());
+        assert_eq!(DiscoveryRead::first_limit(101), 606);
+        assert_eq!(DiscoveryRead::first_limit(1), 16);
+    }
 }

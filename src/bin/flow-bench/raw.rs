@@ -17,8 +17,8 @@ use etcd_client::{Compare, CompareOp, GetOptions, GetResponse, KvClient, Txn, Tx
 use etcd_client::{TxnOpResponse, TxnResponse};
 use futures_util::future::try_join_all;
 
-use flowpipe_api::core::flows::{FIRST_SCAN_KEYS_PER_FLOW, MAX_SCAN_KEYS};
-use flowpipe_api::core::keys::{self, FlowKeyKind, FlowKeys};
+use flowpipe_api::core::flows::DiscoveryRead;
+use flowpipe_api::core::keys::{self, FlowKeys};
 use flowpipe_api::core::kv::MAX_TXN_OPS;
 use flowpipe_api::core::{FlowName, VersionNumber};
 
@@ -259,23 +259,6 @@ pub struct ListCost {
     pub flows: usize,
 }
 
-/// The first key after the flow segment `key` is in: `<ns>/flowpipe/flows/<segment>0` (the API's
-/// `keys::flow_segment_end`, inside a namespace).
-fn segment_end(ns: &[u8], key: &[u8]) -> Vec<u8> {
-    let base = ns.len() + keys::FLOWS_PREFIX.len();
-    match key
-        .get(base..)
-        .and_then(|r| r.iter().position(|b| *b == b'/'))
-    {
-        Some(len) => {
-            let mut end = key[..base + len].to_vec();
-            end.push(b'/' + 1);
-            end
-        }
-        None => [key, &[0]].concat(),
-    }
-}
-
 /// The first ListFlows page of `size` flows in namespace `ns`: the API's `list_page`, request
 /// for request (keys-only discovery reads that skip each flow's versions once its name is known,
 /// sized from the keys per flow seen so far; then the heads of the names found and of their
@@ -299,7 +282,7 @@ pub async fn list_page(kv: &KvClient, ns: &[u8], size: usize) -> BenchResult<Lis
             .count()
     };
     let mut exhausted = false;
-    let mut limit = ((FIRST_SCAN_KEYS_PER_FLOW * want) as i64).clamp(16, MAX_SCAN_KEYS);
+    let mut limit = DiscoveryRead::first_limit(want);
     loop {
         while !exhausted && possible(&scanned, &heads) < want {
             let mut o = GetOptions::new()
@@ -315,36 +298,20 @@ pub async fn list_page(kv: &KvClient, ns: &[u8], size: usize) -> BenchResult<Lis
             if revision == 0 {
                 revision = resp.header().map_or(0, |h| h.revision());
             }
-            // Keys per flow segment, in key order; the last one may be cut off.
-            let mut segments: Vec<usize> = Vec::new();
-            let mut last_end: Option<Vec<u8>> = None;
-            for kv in resp.kvs() {
-                let seg = segment_end(ns, kv.key());
-                if last_end.as_ref() != Some(&seg) {
-                    segments.push(0);
-                    last_end = Some(seg);
-                }
-                if let Some(n) = segments.last_mut() {
-                    *n += 1;
-                }
-                if let Some((name, FlowKeyKind::Active)) =
-                    keys::parse_flow_key(&kv.key()[ns.len()..])
-                {
-                    probes.extend(name.dash_prefixes());
-                    scanned.insert(name);
-                }
+            let read = DiscoveryRead::parse(
+                resp.kvs().iter().map(|kv| &kv.key()[ns.len()..]),
+                resp.more(),
+            );
+            for name in read.active.iter() {
+                probes.extend(name.dash_prefixes());
+                scanned.insert(name.clone());
             }
-            match (last_end, resp.more()) {
-                (Some(next), true) => {
-                    cursor = next;
-                    let whole = &segments[..segments.len() - 1];
-                    if !whole.is_empty() {
-                        let per_flow = whole.iter().sum::<usize>() / whole.len() + 1;
-                        let missing = want.saturating_sub(possible(&scanned, &heads)).max(1);
-                        limit = ((missing * per_flow) as i64).clamp(16, MAX_SCAN_KEYS);
-                    }
+            match &read.next {
+                Some(next) => {
+                    cursor = [ns, next].concat();
+                    limit = read.next_limit(want.saturating_sub(possible(&scanned, &heads)), limit);
                 }
-                _ => exhausted = true,
+                None => exhausted = true,
             }
         }
         let unread: Vec<FlowName> = scanned
