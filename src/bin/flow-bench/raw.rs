@@ -476,9 +476,18 @@ pub async fn seed_flow(
     ops.push(put(keys.active(), versions.to_string().into_bytes()));
     ops.push(put(keys.meta(), workload::flow_meta(versions)));
     ops.push(put(keys.status(), workload::status(name, versions)));
+    // More versions than etcd takes in one transaction: the oldest go first, in transactions of
+    // their own (seeding writes only into this run's fresh namespace), and the last transaction,
+    // which makes the flow live, still checks that it did not exist.
+    let last = ops.split_off(ops.len().saturating_sub(MAX_TXN_OPS));
+    for chunk in ops.chunks(MAX_TXN_OPS) {
+        kv.txn(Txn::new().and_then(chunk.to_vec()))
+            .await
+            .map_err(err)?;
+    }
     let txn = Txn::new()
         .when([Compare::create_revision(keys.active(), CompareOp::Equal, 0)])
-        .and_then(ops);
+        .and_then(last);
     let resp = kv.txn(txn).await.map_err(err)?;
     if !resp.succeeded() {
         return Err(format!("seed: flow {name} already exists"));
