@@ -10,12 +10,15 @@ use std::process::ExitCode;
 pub use config::{Config, ConfigError};
 pub use server::{Server, shutdown_signal};
 
-/// Logs to stderr, as text or JSON lines, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, as text or JSON lines, filtered by `RUST_LOG` (default `info`). Text is
+/// coloured only on a terminal: a log file or journald must not collect escape codes.
 pub fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().flatten_event(true).try_init()

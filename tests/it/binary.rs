@@ -85,6 +85,11 @@ fn flags_win_over_environment() {
     assert!(log.contains("embedded store at"), "{log}");
     assert!(log.contains("itest"), "{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
+    // stderr is a pipe here, as under systemd or in a container: no colour escape codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a non-terminal log: {log:?}"
+    );
 }
 
 fn wait_ready(port: u16) -> bool {
