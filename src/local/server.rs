@@ -169,6 +169,7 @@ async fn serve_rest(
                 listener.into_std()?,
                 axum_server::tls_rustls::RustlsConfig::from_config(config),
             )?
+            .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
             .handle(handle)
             .serve(app.into_make_service())
             .await
