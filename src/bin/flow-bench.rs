@@ -101,7 +101,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => n * 60.0,
         _ => return Err(format!("invalid duration {s:?}: use ms, s or m")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"))
 }
 
 #[tokio::main]
@@ -230,9 +230,23 @@ async fn bench(a: Args) -> BenchResult<()> {
     let rounds = a.rounds.max(1);
     // List first: its rows should list the seeded dataset, not the thousands of flows the
     // create rows leave behind (etcd 3.4 walks every key of a range, whatever its limit).
-    let mut ops = a.ops.clone();
-    ops.dedup();
+    let mut ops: Vec<Op> = Vec::new();
+    for op in &a.ops {
+        if !ops.contains(op) {
+            ops.push(*op);
+        }
+    }
     ops.sort_by_key(|o| *o != Op::List);
+    // The study compares two datasets in namespaces of their own and reads a second page.
+    if a.list_versions < 2 {
+        return Err("--list-versions must be at least 2 (the study compares it with 1)".into());
+    }
+    if list_flows <= 100 {
+        return Err(
+            "--list-flows must be more than 100 (a page is 100 flows; the study reads two pages)"
+                .into(),
+        );
+    }
 
     let harness;
     let endpoints = if a.etcd.is_empty() {
@@ -254,164 +268,168 @@ async fn bench(a: Args) -> BenchResult<()> {
         .map_err(|e| format!("connect to etcd at {}: {e}", endpoints.join(",")))?;
     let mut kv = etcd.kv_client();
     let tag = format!("fb{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    // Everything after this point writes `tag`'s keys: in an etcd this run did not start they
+    // are removed whether the run succeeds or fails (a leftover dataset would skew later runs).
+    let outcome: BenchResult<()> = async {
+        let log = std::env::temp_dir().join(format!("flow-bench-{tag}-server.log"));
+        progress!("starting the API server (log: {})", log.display());
+        let api = ApiProcess::start(
+            &endpoints,
+            a.server_bin.as_deref(),
+            a.server_log.as_deref(),
+            log,
+        )
+        .await?;
+        progress!(
+            "API server: pid {}, REST {}, gRPC {}; etcd {}",
+            api.pid,
+            api.http,
+            api.grpc,
+            endpoints.join(",")
+        );
+        let idle_rss = api.rss_kib();
+        let sampler = RssSampler::start(api.pid);
+        let etcd_pid = etcd_pid(&endpoints[0]);
+        let clients = Clients::connect(api.http, api.grpc, kv.clone(), &tag).await?;
 
-    let log = std::env::temp_dir().join(format!("flow-bench-{tag}-server.log"));
-    progress!("starting the API server (log: {})", log.display());
-    let api = ApiProcess::start(
-        &endpoints,
-        a.server_bin.as_deref(),
-        a.server_log.as_deref(),
-        log,
-    )
-    .await?;
-    progress!(
-        "API server: pid {}, REST {}, gRPC {}; etcd {}",
-        api.pid,
-        api.http,
-        api.grpc,
-        endpoints.join(",")
-    );
-    let idle_rss = api.rss_kib();
-    let sampler = RssSampler::start(api.pid);
-    let etcd_pid = etcd_pid(&endpoints[0]);
-    let clients = Clients::connect(api.http, api.grpc, kv.clone(), &tag).await?;
+        progress!("seeding {list_flows} flows for the list rows");
+        let list_names: Vec<_> = (0..list_flows)
+            .map(|i| workload::name(format!("{tag}-l{i:05}")))
+            .collect();
+        raw::seed_flows(&kv, b"", &list_names, 1).await?;
+        // Raw-min list reads a page of 100 small values: what an ideal one-read page would read.
+        let min_list = run::min_list_prefix(&tag);
+        let meta = workload::flow_meta(1);
+        for i in 0..=100 {
+            let mut key = min_list.clone();
+            key.extend_from_slice(format!("{i:05}").as_bytes());
+            kv.put(key, meta.clone(), None)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
 
-    progress!("seeding {list_flows} flows for the list rows");
-    let list_names: Vec<_> = (0..list_flows)
-        .map(|i| workload::name(format!("{tag}-l{i:05}")))
-        .collect();
-    raw::seed_flows(&kv, b"", &list_names, 1).await?;
-    // Raw-min list reads a page of 100 small values: what an ideal one-read page would read.
-    let min_list = run::min_list_prefix(&tag);
-    let meta = workload::flow_meta(1);
-    for i in 0..=100 {
-        let mut key = min_list.clone();
-        key.extend_from_slice(format!("{i:05}").as_bytes());
-        kv.put(key, meta.clone(), None)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-
-    let mut rows: Vec<Row> = Vec::new();
-    for &op in &ops {
-        for &conc in &concurrency {
-            let mut workers = Vec::new();
-            for t in Transport::ALL {
-                let mut ws = Vec::with_capacity(conc);
-                for w in 0..conc {
-                    ws.push(Worker::setup(op, t, &clients, conc, w).await?);
+        let mut rows: Vec<Row> = Vec::new();
+        for &op in &ops {
+            for &conc in &concurrency {
+                let mut workers = Vec::new();
+                for t in Transport::ALL {
+                    let mut ws = Vec::with_capacity(conc);
+                    for w in 0..conc {
+                        ws.push(Worker::setup(op, t, &clients, conc, w).await?);
+                    }
+                    workers.push((t, Some(ws)));
                 }
-                workers.push((t, Some(ws)));
-            }
-            let mut results: Vec<Vec<Row>> =
-                (0..Transport::ALL.len()).map(|_| Vec::new()).collect();
-            for round in 0..rounds {
-                for k in 0..workers.len() {
-                    // Rotate the order each round so drift does not favour one transport.
-                    let ix = (k + round) % workers.len();
-                    let (t, ws) = &mut workers[ix];
-                    let cpu = |pid: Option<u32>| pid.and_then(server::cpu_time);
-                    let (api0, etcd0, me0) = (
-                        cpu(Some(api.pid)),
-                        cpu(etcd_pid),
-                        cpu(Some(std::process::id())),
-                    );
-                    sampler.take_peak();
-                    let (stats, back) =
-                        run::run(ws.take().unwrap_or_default(), warmup, measure).await;
-                    *ws = Some(back);
-                    let rss = sampler.take_peak();
-                    let per_op = |before: Option<Duration>, pid: Option<u32>| {
-                        let d = cpu(pid)?.checked_sub(before?)?;
-                        Some(d.as_secs_f64() * 1e6 / stats.all_ops.max(1) as f64)
-                    };
-                    let row = Row {
-                        op,
-                        conc,
-                        transport: *t,
-                        api_cpu_us: if t.is_api() {
-                            per_op(api0, Some(api.pid))
-                        } else {
-                            None
-                        },
-                        etcd_cpu_us: per_op(etcd0, etcd_pid),
-                        client_cpu_us: per_op(me0, Some(std::process::id())),
-                        rss_peak_kib: t.is_api().then_some(rss),
-                        per_round: Vec::new(),
-                        stats,
-                    };
-                    progress!("{}", row.progress_line());
-                    results[ix].push(row);
+                let mut results: Vec<Vec<Row>> =
+                    (0..Transport::ALL.len()).map(|_| Vec::new()).collect();
+                for round in 0..rounds {
+                    for k in 0..workers.len() {
+                        // Rotate the order each round so drift does not favour one transport.
+                        let ix = (k + round) % workers.len();
+                        let (t, ws) = &mut workers[ix];
+                        let cpu = |pid: Option<u32>| pid.and_then(server::cpu_time);
+                        let (api0, etcd0, me0) = (
+                            cpu(Some(api.pid)),
+                            cpu(etcd_pid),
+                            cpu(Some(std::process::id())),
+                        );
+                        sampler.take_peak();
+                        let (stats, back) =
+                            run::run(ws.take().unwrap_or_default(), warmup, measure).await;
+                        *ws = Some(back);
+                        let rss = sampler.take_peak();
+                        let per_op = |before: Option<Duration>, pid: Option<u32>| {
+                            let d = cpu(pid)?.checked_sub(before?)?;
+                            Some(d.as_secs_f64() * 1e6 / stats.all_ops.max(1) as f64)
+                        };
+                        let row = Row {
+                            op,
+                            conc,
+                            transport: *t,
+                            api_cpu_us: if t.is_api() {
+                                per_op(api0, Some(api.pid))
+                            } else {
+                                None
+                            },
+                            etcd_cpu_us: per_op(etcd0, etcd_pid),
+                            client_cpu_us: per_op(me0, Some(std::process::id())),
+                            rss_peak_kib: t.is_api().then_some(rss),
+                            per_round: Vec::new(),
+                            stats,
+                        };
+                        progress!("{}", row.progress_line());
+                        results[ix].push(row);
+                    }
                 }
-            }
-            for mut r in results {
-                // Ratios are taken round by round (rows of one round ran minutes apart at most
-                // seconds), so the row shown keeps every round's numbers.
-                let per_round: Vec<(f64, f64)> = r
-                    .iter()
-                    .map(|x| (x.stats.throughput(), x.stats.p50_ms()))
-                    .collect();
-                // The numbers shown: the median round by throughput.
-                r.sort_by(|x, y| x.stats.throughput().total_cmp(&y.stats.throughput()));
-                let mid = r.len() / 2;
-                let mut row = r.swap_remove(mid);
-                row.per_round = per_round;
-                rows.push(row);
+                for mut r in results {
+                    // Ratios are taken round by round (rows of one round ran minutes apart at most
+                    // seconds), so the row shown keeps every round's numbers.
+                    let per_round: Vec<(f64, f64)> = r
+                        .iter()
+                        .map(|x| (x.stats.throughput(), x.stats.p50_ms()))
+                        .collect();
+                    // The numbers shown: the median round by throughput.
+                    r.sort_by(|x, y| x.stats.throughput().total_cmp(&y.stats.throughput()));
+                    let mid = r.len() / 2;
+                    let mut row = r.swap_remove(mid);
+                    row.per_round = per_round;
+                    rows.push(row);
+                }
             }
         }
-    }
-    let peak_rss = api.hwm_kib();
-    drop(sampler);
+        let peak_rss = api.hwm_kib();
+        drop(sampler);
 
-    progress!("counting round trips and seeding the list study");
-    let datasets = vec![
-        study::Dataset::new(1, list_flows, format!("/{tag}-v1")),
-        study::Dataset::new(
-            a.list_versions,
+        progress!("counting round trips and seeding the list study");
+        let datasets = vec![
+            study::Dataset::new(1, list_flows, format!("/{tag}-v1")),
+            study::Dataset::new(
+                a.list_versions,
+                list_flows,
+                format!("/{tag}-v{}", a.list_versions),
+            ),
+        ];
+        for d in &datasets {
+            d.seed(&kv).await?;
+        }
+        let round_trips = study::round_trips(&endpoints, &format!("/{tag}-rt"), &datasets).await?;
+        progress!("list study");
+        let list = study::list_study(
+            &endpoints,
+            &clients,
+            &datasets,
+            &a.study_concurrency,
+            warmup,
+            measure,
+            etcd_pid,
+        )
+        .await?;
+
+        let report = Report {
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            release: !cfg!(debug_assertions),
+            placement,
+            measure,
+            warmup,
+            rounds,
             list_flows,
-            format!("/{tag}-v{}", a.list_versions),
-        ),
-    ];
-    for d in &datasets {
-        d.seed(&kv).await?;
+            list_versions: a.list_versions,
+            concurrency,
+            ops,
+            rows,
+            round_trips,
+            list,
+            idle_rss_kib: idle_rss,
+            peak_rss_kib: peak_rss,
+            etcd_cpu: etcd_pid.is_some(),
+            elapsed: started.elapsed(),
+        };
+        print!("{}", report.render());
+        drop(api);
+        Ok(())
     }
-    let round_trips = study::round_trips(&endpoints, &format!("/{tag}-rt"), &datasets).await?;
-    progress!("list study");
-    let list = study::list_study(
-        &endpoints,
-        &clients,
-        &datasets,
-        &a.study_concurrency,
-        warmup,
-        measure,
-        etcd_pid,
-    )
-    .await?;
-
-    let report = Report {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        release: !cfg!(debug_assertions),
-        placement,
-        measure,
-        warmup,
-        rounds,
-        list_flows,
-        list_versions: a.list_versions,
-        concurrency,
-        ops,
-        rows,
-        round_trips,
-        list,
-        idle_rss_kib: idle_rss,
-        peak_rss_kib: peak_rss,
-        etcd_cpu: etcd_pid.is_some(),
-        elapsed: started.elapsed(),
-    };
-    print!("{}", report.render());
-
-    drop(api);
+    .await;
     if harness.is_none() {
         cleanup(&mut kv, &tag).await;
     }
-    Ok(())
+    outcome
 }

@@ -4,6 +4,8 @@
 //! completed in the measured window (after a warm-up) divided by its length. A worker whose
 //! operations are slower than the window stretches it until it has measured one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -364,10 +366,18 @@ impl Worker {
         self.keys.as_ref().expect("set up with a flow")
     }
 
-    /// One operation.
+    /// One operation. The step counter (which name to create, which spec to update to, which
+    /// version to roll back to) only moves on success, so a failed step is retried as is rather
+    /// than turning the next one into a different (say, idempotent) operation.
     pub async fn step(&mut self) -> BenchResult<()> {
-        let i = self.i;
-        self.i += 1;
+        let r = self.step_at(self.i).await;
+        if r.is_ok() {
+            self.i += 1;
+        }
+        r
+    }
+
+    async fn step_at(&mut self, i: u64) -> BenchResult<()> {
         let c = &self.c;
         let mut kv = c.kv.clone();
         match (self.op, self.transport) {
@@ -541,7 +551,8 @@ impl Worker {
 
 /// The outcome of one row.
 pub struct RowStats {
-    /// Operations completed inside the measured window.
+    /// Operations completed inside the measured window (the histogram may hold a few more: the
+    /// first operation of a worker that completed none inside it).
     pub ops: u64,
     /// Operations completed in the whole row, warm-up included (for CPU time per operation).
     pub all_ops: u64,
@@ -570,8 +581,16 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }
 
-/// Runs `workers` concurrently for `warmup + measure`, recording what completes inside the
-/// measured window. Hands the workers back, so a later round continues where this one stopped.
+/// Fewest operations a row's window must count: a row of slow operations (a ListFlows page
+/// over many versions takes seconds at c=16) keeps its window open until it has this many, so
+/// its throughput is not one or two completions in a fixed window.
+const MIN_WINDOW_OPS: u64 = 20;
+
+/// Runs `workers` concurrently: a warm-up, then a window of at least `measure` (longer for slow
+/// operations, see [`MIN_WINDOW_OPS`], at most 10 × `measure`). Throughput is the operations
+/// completed inside the window divided by its length, whenever they started; latencies are those
+/// of the same operations (plus, for a worker that completed none, its first one after the
+/// warm-up). Hands the workers back, so a later round continues where this one stopped.
 pub async fn run(
     workers: Vec<Worker>,
     warmup: Duration,
@@ -579,28 +598,40 @@ pub async fn run(
 ) -> (RowStats, Vec<Worker>) {
     let start = Instant::now() + warmup;
     let end = start + measure;
+    let hard_end = start + measure * 10;
+    let counted = Arc::new(AtomicU64::new(0));
+    let stop: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let tasks: Vec<_> = workers
         .into_iter()
         .map(|mut w| {
+            let (counted, stop) = (counted.clone(), stop.clone());
             tokio::spawn(async move {
                 let mut hist = histogram();
                 let (mut errors, mut first_error, mut all) = (0u64, None, 0u64);
-                let mut last_done = end;
                 loop {
-                    let t0 = Instant::now();
+                    let now = Instant::now();
+                    if now >= end
+                        && (counted.load(Ordering::Relaxed) >= MIN_WINDOW_OPS || now >= hard_end)
+                    {
+                        let _ = stop.set(now);
+                    }
                     // Every worker measures at least one operation, so a row of operations
-                    // slower than the window still has a latency (its window grows to fit).
-                    if t0 >= end && (!hist.is_empty() || errors > 0) {
+                    // slower than the window still has a latency from each worker.
+                    if stop.get().is_some() && (!hist.is_empty() || errors > 0) {
                         break;
                     }
+                    let t0 = Instant::now();
                     let r = w.step().await;
                     let t1 = Instant::now();
                     match r {
                         Ok(()) => {
                             all += 1;
-                            if t0 >= start && (t1 <= end || hist.is_empty()) {
+                            let in_window = t1 >= start && stop.get().is_none_or(|s| t1 <= *s);
+                            if in_window {
+                                counted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if in_window || (t1 >= start && hist.is_empty()) {
                                 let _ = hist.record((t1 - t0).as_micros().max(1) as u64);
-                                last_done = last_done.max(t1);
                             }
                         }
                         Err(e) => {
@@ -611,7 +642,7 @@ pub async fn run(
                         }
                     }
                 }
-                (w, hist, errors, first_error, all, last_done)
+                (w, hist, errors, first_error, all)
             })
         })
         .collect();
@@ -626,9 +657,8 @@ pub async fn run(
     let mut back = Vec::with_capacity(tasks.len());
     for t in tasks {
         match t.await {
-            Ok((w, h, errors, first, all, last_done)) => {
+            Ok((w, h, errors, first, all)) => {
                 back.push(w);
-                stats.window = stats.window.max(last_done - start);
                 let _ = stats.hist.add(&h);
                 stats.all_ops += all;
                 stats.errors += errors;
@@ -644,6 +674,9 @@ pub async fn run(
             }
         }
     }
-    stats.ops = stats.hist.len();
+    stats.ops = counted.load(Ordering::Relaxed);
+    stats.window = stop
+        .get()
+        .map_or(measure, |s| s.saturating_duration_since(start));
     (stats, back)
 }
