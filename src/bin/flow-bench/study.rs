@@ -72,22 +72,27 @@ pub async fn round_trips(
         .map_err(api_err)?;
     out.push(since("create (new name)", Some(1), b));
 
+    // Both updates below write spec B: the first changes the flow, the second follows a rollback.
+    let update_to_b = || async {
+        flows
+            .update(
+                UpdateFlowRequest {
+                    name: name.into(),
+                    spec: Some(workload::spec(None, Variant::B)),
+                    validate_only: false,
+                },
+                None,
+            )
+            .await
+            .map_err(api_err)
+    };
+
     let b = store.round_trips().total();
     flows.get(name).await.map_err(api_err)?;
     out.push(since("get", Some(2), b));
 
     let b = store.round_trips().total();
-    flows
-        .update(
-            UpdateFlowRequest {
-                name: name.into(),
-                spec: Some(workload::spec(None, Variant::B)),
-                validate_only: false,
-            },
-            None,
-        )
-        .await
-        .map_err(api_err)?;
+    update_to_b().await?;
     out.push(since("update (changed spec)", Some(2), b));
 
     let b = store.round_trips().total();
@@ -101,17 +106,7 @@ pub async fn round_trips(
     // Not the common path: the first update after a rollback (the active version is then not the
     // newest, so the API compares decoded specs first, at the cost of a read).
     let b = store.round_trips().total();
-    flows
-        .update(
-            UpdateFlowRequest {
-                name: name.into(),
-                spec: Some(workload::spec(None, Variant::B)),
-                validate_only: false,
-            },
-            None,
-        )
-        .await
-        .map_err(api_err)?;
+    update_to_b().await?;
     out.push(since("update, first after a rollback", None, b));
 
     let b = store.round_trips().total();
