@@ -17,11 +17,27 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+/// Authentication is enabled but no (non-blank) key is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingApiKey;
+
 impl ApiKey {
     /// `None` for an empty key: enabling authentication without a key is a startup error.
     pub fn new(key: &str) -> Option<Self> {
         let key = key.trim();
         (!key.is_empty()).then(|| ApiKey(Sha256::digest(key.as_bytes()).into()))
+    }
+
+    /// The key to enforce, from `FLOW_AUTH_ENABLED` and `FLOW_API_KEY` (the local server's flags
+    /// and the Lambda function's variables alike): none when authentication is off, and
+    /// [`MissingApiKey`] when it is on without a key, which must refuse to serve rather than
+    /// serve open. Each entry point words the refusal for its own configuration surface.
+    pub fn when_enabled(enabled: bool, key: Option<&str>) -> Result<Option<Self>, MissingApiKey> {
+        match (enabled, key.and_then(ApiKey::new)) {
+            (true, None) => Err(MissingApiKey),
+            (true, key) => Ok(key),
+            (false, _) => Ok(None),
+        }
     }
 
     /// Checks an `Authorization` header value.
@@ -64,6 +80,10 @@ mod tests {
         assert!(k.check(Some(b"s3cret")).is_err());
         assert!(k.check(None).is_err());
         assert!(ApiKey::new("  ").is_none());
+        assert!(ApiKey::when_enabled(false, Some("k")).unwrap().is_none());
+        assert!(ApiKey::when_enabled(true, Some("k")).unwrap().is_some());
+        assert!(ApiKey::when_enabled(true, Some(" ")).is_err());
+        assert!(ApiKey::when_enabled(true, None).is_err());
         assert_eq!(format!("{k:?}"), "ApiKey(<redacted>)");
     }
 }

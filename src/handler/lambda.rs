@@ -135,20 +135,12 @@ impl LambdaConfig {
             None => false,
             Some(v) => boolean(&v).map_err(|e| format!("FLOW_AUTH_ENABLED: {e}"))?,
         };
-        let api_key = match (
-            auth_enabled,
-            get("FLOW_API_KEY").as_deref().and_then(ApiKey::new),
-        ) {
-            (true, None) => {
-                return Err(
-                    "FLOW_AUTH_ENABLED is set but FLOW_API_KEY is empty; refusing to serve \
-                     without a key"
-                        .into(),
-                );
-            }
-            (true, key) => key,
-            (false, _) => None,
-        };
+        let api_key =
+            ApiKey::when_enabled(auth_enabled, get("FLOW_API_KEY").as_deref()).map_err(|_| {
+                "FLOW_AUTH_ENABLED is set but FLOW_API_KEY is empty; refusing to serve \
+                 without a key"
+                    .to_string()
+            })?;
 
         let mut http = HttpSettings {
             env: get("FLOW_ENV"),

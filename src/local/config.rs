@@ -315,15 +315,11 @@ impl Config {
             StoreConfig::Embedded(a.data_dir.join(EMBEDDED_FILE))
         };
 
-        let api_key = match (a.auth_enabled, a.api_key.as_deref().and_then(ApiKey::new)) {
-            (true, None) => {
-                return Err(ConfigError(
-                    "FLOW_AUTH_ENABLED is set but FLOW_API_KEY (--api-key) is empty; refusing to start without a key".into(),
-                ));
-            }
-            (true, key) => key,
-            (false, _) => None,
-        };
+        let api_key = ApiKey::when_enabled(a.auth_enabled, a.api_key.as_deref()).map_err(|_| {
+            ConfigError(
+                "FLOW_AUTH_ENABLED is set but FLOW_API_KEY (--api-key) is empty; refusing to start without a key".into(),
+            )
+        })?;
         let json_logs = match a.log_format.as_str() {
             "json" => true,
             "text" => false,
