@@ -17,6 +17,23 @@ use std::time::{Duration, Instant};
 /// How long a member may take to become healthy.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Starts a shell that waits while both this process and `pid` live, then runs `cleanup`: the
+/// way a child of a test (or of a `static` that is never dropped) is stopped and its files removed
+/// when the test process dies without running destructors.
+pub fn watchdog(pid: u32, cleanup: &str) -> std::io::Result<Child> {
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup}",
+        parent = std::process::id(),
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
 /// The etcd binary to run.
 pub fn etcd_binary() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("ETCD_BIN") {
@@ -189,22 +206,17 @@ impl EtcdCluster {
             .stderr(Stdio::from(log))
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
-        // The watchdog: once this process is gone, kill etcd and remove its files.
-        let script = format!(
-            "while kill -0 {parent} 2>/dev/null && kill -0 {etcd} 2>/dev/null; do sleep 1; done; \
-             kill -9 {etcd} 2>/dev/null; kill -0 {parent} 2>/dev/null || rm -rf '{dir}'",
-            parent = std::process::id(),
-            etcd = child.id(),
-            dir = self.dir.display(),
-        );
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start watchdog: {e}"))?;
+        // Once this process is gone, kill etcd and remove its files.
+        let watchdog = watchdog(
+            child.id(),
+            &format!(
+                "kill -9 {etcd} 2>/dev/null; kill -0 {parent} 2>/dev/null || rm -rf '{dir}'",
+                parent = std::process::id(),
+                etcd = child.id(),
+                dir = self.dir.display(),
+            ),
+        )
+        .map_err(|e| format!("cannot start watchdog: {e}"))?;
         m.process = Some(child);
         m.watchdog = Some(watchdog);
         Ok(())

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use flowpipe_api::handler::ApiKey;
 use flowpipe_api::handler::lambda::{EtcdSource, LambdaApp, LambdaConfig, Options};
-use flowpipe_api::testkit::{EtcdCluster, free_port};
+use flowpipe_api::testkit::{self, EtcdCluster, free_port};
 use http_body_util::BodyExt;
 use lambda_http::RequestExt;
 use lambda_http::request::LambdaRequest;
@@ -372,20 +372,11 @@ impl Spawned {
             panic!("cannot start {name}: {e}. The Lambda tests need it: {install_hint}")
         });
         // Kills the group once this test binary is gone (a panic that aborts, a killed run).
-        let script = format!(
-            "while kill -0 {parent} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             kill -9 -- -{pid} 2>/dev/null",
-            parent = std::process::id(),
-            pid = child.id(),
-        );
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("watchdog");
+        let watchdog = testkit::watchdog(
+            child.id(),
+            &format!("kill -9 -- -{} 2>/dev/null", child.id()),
+        )
+        .expect("watchdog");
         Spawned {
             name,
             child,
