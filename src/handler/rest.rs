@@ -270,40 +270,6 @@ impl Query {
     }
 }
 
-/// A JSON request body: the content type must be JSON (or absent), the body within the limit.
-fn json_body(
-    headers: &HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Bytes> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        let json = essence == "application/json"
-            || (essence.starts_with("application/") && essence.ends_with("+json"));
-        if !json {
-            return Err(Error::invalid_field(
-                "UNSUPPORTED_MEDIA_TYPE",
-                "Content-Type",
-                format!("must be application/json, got {essence:?}"),
-            ));
-        }
-    }
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::TooLarge(Detail::new(
-                "REQUEST_TOO_LARGE",
-                "request body is larger than the server accepts",
-            ))
-        } else {
-            Error::invalid_field(
-                "UNREADABLE_BODY",
-                "body",
-                format!("cannot read the request body: {}", rejection.body_text()),
-            )
-        }
-    })
-}
-
 /// Path parameters, with axum's rejection turned into the contract's error.
 struct PathParams<T>(T);
 
@@ -322,16 +288,44 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
     }
 }
 
-/// A JSON request body (see [`json_body`]), as an extractor.
+/// A JSON request body, as an extractor: the content type must be JSON (or absent), the body
+/// within the limit. The content type is checked first, so a body of the wrong type is never read.
 struct JsonBody(Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
-        let headers = req.headers().clone();
-        let body = Bytes::from_request(req, state).await;
-        json_body(&headers, body).map(JsonBody)
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            let json = essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"));
+            if !json {
+                return Err(Error::invalid_field(
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    "Content-Type",
+                    format!("must be application/json, got {essence:?}"),
+                ));
+            }
+        }
+        Bytes::from_request(req, state)
+            .await
+            .map(JsonBody)
+            .map_err(|rejection: BytesRejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::TooLarge(Detail::new(
+                        "REQUEST_TOO_LARGE",
+                        "request body is larger than the server accepts",
+                    ))
+                } else {
+                    Error::invalid_field(
+                        "UNREADABLE_BODY",
+                        "body",
+                        format!("cannot read the request body: {}", rejection.body_text()),
+                    )
+                }
+            })
     }
 }
 
