@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flowpipe_api::testkit::free_port;
+use flowpipe_api::testkit::{self, free_port};
 
 use crate::raw::BenchResult;
 
@@ -71,17 +71,7 @@ impl ApiProcess {
             .map_err(|e| format!("cannot start the API server: {e}"))?;
         let pid = child.id();
         // If the benchmark dies without dropping this (SIGKILL), the server must not linger.
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -9 {pid} 2>/dev/null",
-                me = std::process::id()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
+        let watchdog = testkit::watchdog(pid, &format!("kill -9 {pid} 2>/dev/null")).ok();
         let mut p = ApiProcess {
             child: Some(child),
             watchdog,
