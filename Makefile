@@ -1,15 +1,21 @@
 # The two commands of README.md:
 #   make run    build and start the API on the embedded store (REST :8080, gRPC :9090)
 #   make test   install what the tests need, then every check CI runs
+# and one that proves the first on a fresh machine (../shared/fresh-machine run-check):
+#   make run-check  what `make run` does, then create and read back the README's `example` flow
 CARGO ?= cargo
 # Where scripts/ensure-tools.sh puts PyPI tools when the system Python refuses global installs.
 export PATH := $(CURDIR)/target/tools/venv/bin:$(PATH)
 
-.PHONY: run test check-core lint unit-and-integration
+.PHONY: run run-check test
 
 run:
 	@scripts/ensure-tools.sh build
 	$(CARGO) run --bin flow-api -- $(ARGS)
+
+run-check:
+	@scripts/ensure-tools.sh run-check
+	@CARGO="$(CARGO)" scripts/run-check.sh
 
 test:
 	@scripts/ensure-tools.sh test
