@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Where scripts/ensure-tools.sh puts PyPI tools when the system Python refuses global installs.
 export PATH := $(CURDIR)/target/tools/venv/bin:$(PATH)
 
-.PHONY: run run-check test
+.PHONY: run run-check test lint check-architecture
 
 run:
 	@scripts/ensure-tools.sh build
@@ -17,12 +17,16 @@ run-check:
 	@scripts/ensure-tools.sh run-check
 	@CARGO="$(CARGO)" scripts/run-check.sh
 
-test:
+test: lint
+	$(CARGO) test --workspace --all-targets
+
+# Everything but the tests: formatting, lints (the Lambda build on its own too), docs, the SAM
+# template and the layout's rules.
+lint:
 	@scripts/ensure-tools.sh test
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p flowpipe-api --no-default-features --features lambda -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 	cfn-lint template.yaml
-	@# The portable core builds without the server stack (wasm32-wasip1 readiness).
-	$(CARGO) build --lib --no-default-features
-	$(CARGO) test --lib --no-default-features
-	$(CARGO) test --all-targets
+	@CARGO="$(CARGO)" scripts/check-architecture.sh

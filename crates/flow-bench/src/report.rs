@@ -1,0 +1,502 @@
+//! The Markdown report: the rows with their ratios to both baselines, round trips, the list
+//! study, the server's memory, and every target of issue 6 with PASS or MISS next to it. The
+//! verdicts use ratios between rows of the same run only.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::run::{Op, RowStats, Transport};
+use crate::study::{ListStudy, Lister, RoundTrips};
+
+/// Throughput at the highest concurrency must be at least this fraction of core-direct's.
+pub const MIN_THROUGHPUT_RATIO: f64 = 0.8;
+/// p50 latency at concurrency 1 must be at most this multiple of core-direct's.
+pub const MAX_P50_RATIO: f64 = 1.3;
+/// ListFlows over many-version flows may cost at most this multiple of 1-version flows.
+pub const MAX_LIST_VERSIONS_RATIO: f64 = 1.5;
+/// Peak RSS of the server under load.
+pub const MAX_RSS_MIB: f64 = 64.0;
+
+/// One measured row.
+pub struct Row {
+    pub op: Op,
+    pub conc: usize,
+    pub transport: Transport,
+    pub stats: RowStats,
+    /// CPU time per operation of the API server, of etcd and of this process (the load
+    /// generator and, for core-direct and raw-min rows, the client doing the work), µs.
+    pub api_cpu_us: Option<f64>,
+    pub etcd_cpu_us: Option<f64>,
+    pub client_cpu_us: Option<f64>,
+    /// Peak VmRSS of the server during the row.
+    pub rss_peak_kib: Option<u64>,
+    /// (throughput, p50 ms) of every round, in the order the rounds ran.
+    pub per_round: Vec<(f64, f64)>,
+}
+
+impl Row {
+    pub fn progress_line(&self) -> String {
+        format!(
+            "{:<8} c={:<3} {:<8} {:>9.0} ops/s  p50 {:>7.3} ms  p99 {:>7.3} ms{}",
+            self.op.name(),
+            self.conc,
+            self.transport.name(),
+            self.stats.throughput(),
+            self.stats.p50_ms(),
+            self.stats.p99_ms(),
+            match &self.stats.first_error {
+                Some(e) => format!("  {} errors, first: {e}", self.stats.errors),
+                None => String::new(),
+            }
+        )
+    }
+}
+
+pub struct Report {
+    pub command: String,
+    pub release: bool,
+    /// Where the processes ran: the CPUs they shared, or how they were pinned.
+    pub placement: String,
+    pub measure: Duration,
+    pub warmup: Duration,
+    pub rounds: usize,
+    pub list_flows: usize,
+    pub list_versions: u64,
+    pub concurrency: Vec<usize>,
+    pub ops: Vec<Op>,
+    pub rows: Vec<Row>,
+    pub round_trips: Vec<RoundTrips>,
+    pub list: ListStudy,
+    pub idle_rss_kib: Option<u64>,
+    pub peak_rss_kib: Option<u64>,
+    pub etcd_cpu: bool,
+    pub elapsed: Duration,
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "**MISS**" }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+impl Report {
+    fn row(&self, op: Op, conc: usize, t: Transport) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.op == op && r.conc == conc && r.transport == t)
+    }
+
+    /// (throughput ratio, p50 ratio) of `r` against the `base` row of the same op and conc.
+    ///
+    /// With several rounds, each ratio is the median of the per-round ratios: a row and its
+    /// baseline of the same round ran back to back, so a disturbance (another process on the
+    /// machine) that hits one round does not decide the ratio.
+    fn ratios(&self, r: &Row, base: Transport) -> Option<(f64, f64)> {
+        let b = self.row(r.op, r.conc, base)?;
+        if r.stats.ops == 0 || b.stats.ops == 0 {
+            return None;
+        }
+        if r.per_round.len() > 1 && r.per_round.len() == b.per_round.len() {
+            let pairs = r.per_round.iter().zip(&b.per_round);
+            let thr = median(pairs.clone().map(|(x, y)| x.0 / y.0).collect());
+            let p50 = median(pairs.map(|(x, y)| x.1 / y.1).collect());
+            return Some((thr, p50));
+        }
+        Some((
+            r.stats.throughput() / b.stats.throughput(),
+            r.stats.p50_ms() / b.stats.p50_ms(),
+        ))
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let mut misses = Vec::new();
+        let _ = writeln!(s, "## flow-bench report\n");
+        let _ = writeln!(
+            s,
+            "`{}` — {} build, {}, {} per row after {} warm-up, {} round(s) (median shown), ran {:.0}s.\n",
+            self.command,
+            if self.release { "release" } else { "debug" },
+            self.placement,
+            fmt_d(self.measure),
+            fmt_d(self.warmup),
+            self.rounds,
+            self.elapsed.as_secs_f64()
+        );
+        if !self.release {
+            let _ = writeln!(
+                s,
+                "> Debug build: the numbers only show that the benchmark works. Use `--release` for real ones.\n"
+            );
+        }
+
+        let _ = writeln!(s, "### Throughput and latency\n");
+        let _ = writeln!(
+            s,
+            "Ratios: API row ÷ core-direct (baseline a: the core itself in this process on an etcd store, so the API's very requests without the server hop, HTTP/gRPC, JSON/protobuf and the transport stack) and ÷ raw-min (baseline b, one CAS write or one range read with etcd-client); with several rounds, the median of the per-round ratios (ops/s and latencies shown are the median round's). CPU: µs of CPU time per operation in the API server, in etcd{} and in the load generator (which is also the client doing the work in core-direct and raw-min rows). RSS: the server's peak VmRSS during the row.\n",
+            if self.etcd_cpu {
+                ""
+            } else {
+                " (unknown: etcd not found)"
+            }
+        );
+        let _ = writeln!(
+            s,
+            "| op | conc | transport | ops/s | p50 ms | p99 ms | ops/s ÷ core | p50 ÷ core | ops/s ÷ min | p50 ÷ min | API CPU µs | etcd CPU µs | client CPU µs | RSS MiB | errors |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in &self.rows {
+            let core = if r.transport == Transport::Core {
+                None
+            } else {
+                self.ratios(r, Transport::Core)
+            };
+            let min = if r.transport == Transport::Min {
+                None
+            } else {
+                self.ratios(r, Transport::Min)
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.op.name(),
+                r.conc,
+                r.transport.name(),
+                r.stats.throughput(),
+                r.stats.p50_ms(),
+                r.stats.p99_ms(),
+                opt(core.map(|x| x.0), 2),
+                opt(core.map(|x| x.1), 2),
+                opt(min.map(|x| x.0), 2),
+                opt(min.map(|x| x.1), 2),
+                opt(r.api_cpu_us, 0),
+                opt(r.etcd_cpu_us, 0),
+                opt(r.client_cpu_us, 0),
+                opt(r.rss_peak_kib.map(mib), 1),
+                r.stats.errors,
+            );
+            if let Some(e) = &r.stats.first_error {
+                misses.push(format!(
+                    "{} c={} {}: {} errors (first: {e})",
+                    r.op.name(),
+                    r.conc,
+                    r.transport.name(),
+                    r.stats.errors
+                ));
+            }
+        }
+
+        let lo = self.concurrency.first().copied().unwrap_or(1);
+        let hi = self.concurrency.last().copied().unwrap_or(1);
+        let _ = writeln!(s, "\n### Targets against core-direct (baseline a)\n");
+        let _ = writeln!(
+            s,
+            "| op | transport | ops/s ÷ core at c={hi} (≥ {MIN_THROUGHPUT_RATIO}) | | p50 ÷ core at c={lo} (≤ {MAX_P50_RATIO}) | | p50 − core at c={lo}, ms |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---|---:|---|---:|");
+        for &op in self.ops.iter().filter(|o| **o != Op::Ping) {
+            for t in [Transport::Rest, Transport::Grpc] {
+                let added = self
+                    .row(op, lo, t)
+                    .zip(self.row(op, lo, Transport::Core))
+                    .map(|(a, b)| {
+                        if a.per_round.len() > 1 && a.per_round.len() == b.per_round.len() {
+                            let d = a.per_round.iter().zip(&b.per_round);
+                            median(d.map(|(x, y)| x.1 - y.1).collect())
+                        } else {
+                            a.stats.p50_ms() - b.stats.p50_ms()
+                        }
+                    });
+                let thr = self
+                    .row(op, hi, t)
+                    .and_then(|r| self.ratios(r, Transport::Core))
+                    .map(|x| x.0);
+                let p50 = self
+                    .row(op, lo, t)
+                    .and_then(|r| self.ratios(r, Transport::Core))
+                    .map(|x| x.1);
+                // A row or baseline with errors measured something else (a failing worker
+                // sleeps): its ratio cannot pass.
+                let clean = |c: usize| {
+                    [t, Transport::Core]
+                        .iter()
+                        .all(|&x| self.row(op, c, x).is_some_and(|r| r.stats.errors == 0))
+                };
+                let thr_ok = clean(hi) && thr.is_some_and(|x| x >= MIN_THROUGHPUT_RATIO);
+                let p50_ok = clean(lo) && p50.is_some_and(|x| x <= MAX_P50_RATIO);
+                if !thr_ok {
+                    misses.push(format!(
+                        "{} {} throughput at c={hi}: {} × core-direct",
+                        op.name(),
+                        t.name(),
+                        opt(thr, 3)
+                    ));
+                }
+                if !p50_ok {
+                    misses.push(format!(
+                        "{} {} p50 at c={lo}: {} × core-direct",
+                        op.name(),
+                        t.name(),
+                        opt(p50, 3)
+                    ));
+                }
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    op.name(),
+                    t.name(),
+                    opt(thr, 3),
+                    verdict(thr_ok),
+                    opt(p50, 3),
+                    verdict(p50_ok),
+                    opt(added, 3)
+                );
+            }
+        }
+        let p50 = |t| self.row(Op::Ping, lo, t).map(|r| r.stats.p50_ms());
+        if let Some(raw) = p50(Transport::Min) {
+            let _ = writeln!(
+                s,
+                "\nThe hop alone (`ping` at c={lo}: a request that does no store work): REST p50 {} ms, gRPC {} ms; one raw etcd read: {raw:.3} ms. An API operation costs its core-direct time plus this hop plus the API's own work.",
+                opt(p50(Transport::Rest), 3),
+                opt(p50(Transport::Grpc), 3),
+            );
+        }
+
+        let _ = writeln!(
+            s,
+            "\n### etcd round trips per operation (recorded at the Kv trait)\n"
+        );
+        let _ = writeln!(
+            s,
+            "Every request core-direct sent for one operation on its common path, recorded by a `RecordingKv` around its store; then the same operation sent to an in-process API server over REST, whose store records too (same flow, a key namespace of its own). \"API (REST)\": whether the API sent the same requests (kind, keys, compares, operations; values and revisions aside), which makes core-direct the API's own work at etcd.\n"
+        );
+        let _ = writeln!(s, "| operation | round trips | target | | API (REST) |");
+        let _ = writeln!(s, "|---|---:|---:|---|---|");
+        for rt in &self.round_trips {
+            let (api_n, api_same) = rt.api;
+            let api = if api_same {
+                "same requests".to_string()
+            } else {
+                misses.push(format!(
+                    "{}: the API sent other requests than core-direct ({api_n} against {})",
+                    rt.op,
+                    rt.count()
+                ));
+                format!("**DIFFERS**: {api_n} request(s)")
+            };
+            let Some(max) = rt.max else {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | (not covered) | | {api} |",
+                    rt.op,
+                    rt.count()
+                );
+                continue;
+            };
+            let ok = rt.count() <= max;
+            if !ok {
+                misses.push(format!("{}: {} round trips (≤ {max})", rt.op, rt.count()));
+            }
+            let target = if max == 1 && rt.op.starts_with("create") {
+                "= 1".to_string()
+            } else {
+                format!("≤ {max}")
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {target} | {} | {api} |",
+                rt.op,
+                rt.count(),
+                verdict(ok)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nThe requests, in the order they completed (keys without `/flowpipe/flows/`; `mod_rev(k) = read`: k's mod revision is still the one the operation read; `= 0`: k does not exist):\n"
+        );
+        let _ = writeln!(s, "| operation | # | request | outcome |");
+        let _ = writeln!(s, "|---|---:|---|---|");
+        for rt in &self.round_trips {
+            for (i, call) in rt.calls.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} |",
+                    rt.op,
+                    i + 1,
+                    call.shape(),
+                    call.outcome()
+                );
+            }
+        }
+
+        let many = self.list_versions;
+        let _ = writeln!(
+            s,
+            "\n### ListFlows: {} flows × 1 version vs × {many} versions\n",
+            self.list_flows
+        );
+        let _ = writeln!(
+            s,
+            "First page of 100, REST through an in-process server on each dataset's key namespace, core-direct on the same data (the same requests, see above), and (a proposal, not the API) raw requests listing through a name index: one key per live flow outside the flows' subtrees.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| versions | lister | conc | ops/s | p50 ms | p99 ms | etcd CPU µs/page |"
+        );
+        let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|");
+        for r in &self.list.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} |",
+                r.versions,
+                r.lister.name(),
+                r.conc,
+                r.stats.throughput(),
+                r.stats.p50_ms(),
+                r.stats.p99_ms(),
+                opt(r.etcd_cpu_us, 0)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nWhere a discovery read's cost goes (raw keys-only range reads, one at a time):\n"
+        );
+        let _ = writeln!(
+            s,
+            "| versions | read | keys returned | p50 ms | etcd CPU µs/read |"
+        );
+        let _ = writeln!(s, "|---:|---|---:|---:|---:|");
+        for p in &self.list.probes {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.3} | {} |",
+                p.versions,
+                p.what,
+                p.keys_returned,
+                p.p50_ms,
+                opt(p.etcd_cpu_us, 0)
+            );
+        }
+        let _ = writeln!(s);
+        for (v, c) in &self.list.costs {
+            let _ = writeln!(
+                s,
+                "- {v}-version flows: a first page is {} etcd round trips, its discovery reads return {} keys ({} flows on the page).",
+                c.round_trips, c.discovery_keys, c.flows
+            );
+        }
+        for (v, c) in &self.list.indexed_costs {
+            let _ = writeln!(
+                s,
+                "- {v}-version flows with the name index: {} round trips, {} index keys read ({} flows on the page).",
+                c.round_trips, c.discovery_keys, c.flows
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "| ratio × {many} ÷ × 1 | lister | conc | value | target | |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---|");
+        let study_conc: std::collections::BTreeSet<usize> =
+            self.list.rows.iter().map(|r| r.conc).collect();
+        for conc in study_conc {
+            for t in Lister::ALL {
+                let (Some(one), Some(lot)) =
+                    (self.list.row(1, t, conc), self.list.row(many, t, conc))
+                else {
+                    continue;
+                };
+                // No operation completed in a window: no ratio (and no pass).
+                let measured = one.stats.ops > 0 && lot.stats.ops > 0;
+                let p50 = measured.then(|| lot.stats.p50_ms() / one.stats.p50_ms());
+                let cost = measured.then(|| one.stats.throughput() / lot.stats.throughput());
+                // The target is about the API (REST); core-direct shows how much of it is etcd.
+                let judged = t == Lister::Rest;
+                for (what, v) in [("p50 latency", p50), ("cost (1 ÷ throughput)", cost)] {
+                    let ok = v.is_some_and(|v| v <= MAX_LIST_VERSIONS_RATIO);
+                    if judged && !ok {
+                        misses.push(format!(
+                            "ListFlows {many}-version ÷ 1-version {what} at c={conc}: {}",
+                            opt(v, 2)
+                        ));
+                    }
+                    let _ = writeln!(
+                        s,
+                        "| {what} | {} | {conc} | {} | {} | {} |",
+                        t.name(),
+                        opt(v, 2),
+                        if judged {
+                            format!("≤ {MAX_LIST_VERSIONS_RATIO}")
+                        } else {
+                            "(context)".into()
+                        },
+                        if judged { verdict(ok) } else { "" }
+                    );
+                }
+            }
+        }
+
+        let _ = writeln!(s, "\n### Server memory\n");
+        let hi_rows = self
+            .rows
+            .iter()
+            .filter(|r| r.conc == hi)
+            .filter_map(|r| r.rss_peak_kib)
+            .max();
+        // VmHWM can lag a sampled VmRSS (the kernel folds per-thread counters in lazily): the
+        // verdict takes the larger of every number seen.
+        let sampled = self.rows.iter().filter_map(|r| r.rss_peak_kib).max();
+        let peak = self.peak_rss_kib.into_iter().chain(sampled).max();
+        let ok = peak.is_some_and(|k| mib(k) <= MAX_RSS_MIB);
+        if !ok {
+            misses.push(format!("server peak RSS {} MiB", opt(peak.map(mib), 1)));
+        }
+        let _ = writeln!(
+            s,
+            "Idle after start: {} MiB. Peak VmRSS sampled during the c={hi} rows: {} MiB. Peak over the whole run (VmHWM): {} MiB — target ≤ {MAX_RSS_MIB} MiB: {}. (The ListFlows study above runs its REST servers inside flow-bench, so this does not cover it.)",
+            opt(self.idle_rss_kib.map(mib), 1),
+            opt(hi_rows.map(mib), 1),
+            opt(self.peak_rss_kib.map(mib), 1),
+            verdict(ok)
+        );
+
+        let _ = writeln!(s, "\n### Summary\n");
+        if misses.is_empty() {
+            let _ = writeln!(s, "Every target met.");
+        } else {
+            let _ = writeln!(
+                s,
+                "{} target(s) missed or rows with errors:\n",
+                misses.len()
+            );
+            for m in &misses {
+                let _ = writeln!(s, "- {m}");
+            }
+        }
+        s
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn fmt_d(d: Duration) -> String {
+    if d.as_millis().is_multiple_of(1000) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

@@ -1,0 +1,91 @@
+//! Keeps `flow-bench` from rotting: runs it once, briefly, end to end (its own etcd, its own API
+//! server process, every operation and transport, the recorded round trips and the list study)
+//! and checks that the report has every section and that no row failed. Nothing about speed is
+//! asserted: a debug build's numbers on a shared machine mean nothing; BENCHMARKS.md has the real
+//! ones.
+
+use std::process::Command;
+
+#[test]
+fn flow_bench_runs_every_row_and_reports_every_target() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flow-bench"))
+        .args([
+            "--quick",
+            "--duration",
+            "150ms",
+            "--warmup",
+            "30ms",
+            "--concurrency",
+            "1,2",
+            "--list-flows",
+            "120",
+            "--list-versions",
+            "5",
+            "--study-concurrency",
+            "1",
+        ])
+        .output()
+        .expect("flow-bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "flow-bench failed:\n{stderr}");
+    let report = String::from_utf8(out.stdout).expect("the report is UTF-8");
+    for section in [
+        "### Throughput and latency",
+        "### Targets against core-direct (baseline a)",
+        "### etcd round trips per operation",
+        "### ListFlows: 120 flows × 1 version vs × 5 versions",
+        "### Server memory",
+        "### Summary",
+    ] {
+        assert!(report.contains(section), "no {section:?} in:\n{report}");
+    }
+    for op in ["create", "update", "get", "list", "rollback", "ping"] {
+        for transport in ["REST", "gRPC", "core-direct", "raw-min"] {
+            for conc in [1, 2] {
+                let row = format!("| {op} | {conc} | {transport} |");
+                assert!(report.contains(&row), "no row {row:?} in:\n{report}");
+            }
+        }
+    }
+    // The round trips are counts, not timings: they are exact on every machine.
+    for (op, n) in [
+        ("create (new name)", 1),
+        ("get", 2),
+        ("update (changed spec)", 2),
+        ("rollback", 2),
+        ("delete", 2),
+    ] {
+        let row = format!("| {op} | {n} |");
+        assert!(report.contains(&row), "no {row:?} in:\n{report}");
+    }
+    // A list page is a small constant number of round trips, whatever the flows' version counts
+    // (contract B.4); the smoke run lists 1-version and 5-version flows.
+    let list_rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("| list page") && l.contains("| ≤ 5 |"))
+        .collect();
+    assert_eq!(list_rows.len(), 4, "list round-trip rows in:\n{report}");
+    for row in list_rows {
+        assert!(row.contains("| PASS |"), "{row}");
+    }
+    // Every request is listed: create's one transaction, for one.
+    assert!(
+        report.contains("| operation | # | request | outcome |")
+            && report.contains("| create (new name) | 1 | txn "),
+        "no recorded requests in:\n{report}"
+    );
+    assert!(
+        !report.contains("errors (first:"),
+        "some rows had errors:\n{report}\n{stderr}"
+    );
+    // Core-direct is the core itself; the API server, asked over REST, must send exactly the
+    // requests core-direct sent for each operation (else core-direct is not the API's baseline).
+    let rt_rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.ends_with("| same requests |") || l.contains("**DIFFERS**"))
+        .collect();
+    assert_eq!(rt_rows.len(), 11, "round-trip rows in:\n{report}");
+    for row in rt_rows {
+        assert!(row.ends_with("| same requests |"), "{row}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the transports and entry points: REST, gRPC, the Lambda function, the
+//! `flow-api` binary and the README, over real stores. One binary, so dependencies are linked
+//! once and one etcd serves every test (each in its own namespace or store).
+
+mod bad_input;
+mod binary;
+mod faults;
+mod grpc;
+mod lambda;
+mod readme;
+mod rest;
+mod security;

@@ -1,0 +1,367 @@
+//! Real `etcd` processes on free loopback ports, each with its own temporary data directory,
+//! stopped when dropped.
+//!
+//! The binary is `$ETCD_BIN`, else `etcd` on `PATH`, else `/usr/bin/etcd`. When none exists,
+//! starting fails with a message saying how to install it: tests never skip for lack of etcd.
+//!
+//! A test binary shares one cluster between its tests (a `static`), and statics are never
+//! dropped; so each member gets a watchdog shell that kills it (and removes its data) once the
+//! process that started it is gone.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a member may take to become healthy.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Starts a shell that waits while both this process and `pid` live, then runs `cleanup`: the
+/// way a child of a test (or of a `static` that is never dropped) is stopped and its files removed
+/// when the test process dies without running destructors.
+pub fn watchdog(pid: u32, cleanup: &str) -> std::io::Result<Child> {
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup}",
+        parent = std::process::id(),
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
+/// The etcd binary to run.
+pub fn etcd_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("ETCD_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("ETCD_BIN={} does not exist", p.display()))
+        };
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("etcd"))
+        .chain([PathBuf::from("/usr/bin/etcd")])
+        .find(|p| p.is_file());
+    on_path.ok_or_else(|| {
+        "etcd not found: tests need a real etcd. Install it (`apt-get install etcd-server`, \
+         which `make test` does) or set ETCD_BIN to its path"
+            .to_string()
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; it is released before etcd binds it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    process: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+impl Member {
+    fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+/// A running etcd cluster of one or more members on loopback.
+pub struct EtcdCluster {
+    binary: PathBuf,
+    dir: PathBuf,
+    token: String,
+    extra_args: Vec<String>,
+    members: Vec<Member>,
+}
+
+impl EtcdCluster {
+    /// Starts a one-member cluster and waits until it is healthy.
+    pub fn start_single() -> Result<Self, String> {
+        Self::start(1)
+    }
+
+    /// Starts an `n`-member cluster and waits until every member is healthy.
+    pub fn start(n: usize) -> Result<Self, String> {
+        Self::start_with_args(n, &[])
+    }
+
+    /// Like [`EtcdCluster::start`], with extra etcd flags for every member (e.g.
+    /// `--auth-token-ttl=1`).
+    pub fn start_with_args(n: usize, extra_args: &[&str]) -> Result<Self, String> {
+        let binary = etcd_binary()?;
+        let dir = std::env::temp_dir().join(format!(
+            "flowpipe-etcd-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let members = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                data_dir: dir.join(format!("m{i}.etcd")),
+                log: dir.join(format!("m{i}.log")),
+                process: None,
+                watchdog: None,
+            })
+            .collect();
+        let mut cluster = EtcdCluster {
+            binary,
+            extra_args: extra_args
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
+            token: format!("flowpipe-test-{}", uuid::Uuid::new_v4().simple()),
+            dir,
+            members,
+        };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        for i in 0..n {
+            cluster.wait_healthy(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let initial = self.initial_cluster();
+        let m = &mut self.members[i];
+        let state = if m.data_dir.exists() {
+            "existing"
+        } else {
+            "new"
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .map_err(|e| format!("open {}: {e}", m.log.display()))?;
+        let child = Command::new(&self.binary)
+            .arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .arg("--listen-client-urls")
+            .arg(m.client_url())
+            .arg("--advertise-client-urls")
+            .arg(m.client_url())
+            .arg("--listen-peer-urls")
+            .arg(m.peer_url())
+            .arg("--initial-advertise-peer-urls")
+            .arg(m.peer_url())
+            .arg("--initial-cluster")
+            .arg(&initial)
+            .arg("--initial-cluster-state")
+            .arg(state)
+            .arg("--initial-cluster-token")
+            .arg(&self.token)
+            // Fast elections keep fault tests short; fine on loopback.
+            .arg("--heartbeat-interval")
+            .arg("50")
+            .arg("--election-timeout")
+            .arg("500")
+            .arg("--logger")
+            .arg("zap")
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        // Once this process is gone, kill etcd and remove its files.
+        let watchdog = watchdog(
+            child.id(),
+            &format!(
+                "kill -9 {etcd} 2>/dev/null; kill -0 {parent} 2>/dev/null || rm -rf '{dir}'",
+                parent = std::process::id(),
+                etcd = child.id(),
+                dir = self.dir.display(),
+            ),
+        )
+        .map_err(|e| format!("cannot start watchdog: {e}"))?;
+        m.process = Some(child);
+        m.watchdog = Some(watchdog);
+        Ok(())
+    }
+
+    fn wait_healthy(&mut self, i: usize) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let m = &mut self.members[i];
+            if let Some(p) = m.process.as_mut()
+                && let Ok(Some(status)) = p.try_wait()
+            {
+                return Err(format!(
+                    "etcd member {} exited with {status} while starting; log:\n{}",
+                    m.name,
+                    tail(&m.log)
+                ));
+            }
+            if health(m.client_port) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "etcd member {} not healthy after {START_TIMEOUT:?}; log:\n{}",
+                    m.name,
+                    tail(&m.log)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Client URLs of every member, in member order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::client_url).collect()
+    }
+
+    /// The client URL of member `i`.
+    pub fn endpoint(&self, i: usize) -> String {
+        self.members[i].client_url()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Kills member `i` at once (SIGKILL: no clean shutdown, as in a crash).
+    pub fn kill(&mut self, i: usize) {
+        self.members[i].kill();
+    }
+
+    /// Starts member `i` again on its ports and data directory, and waits until it is healthy.
+    /// With `wait == false` it returns at once (for restarting a whole cluster, whose members
+    /// only become healthy together).
+    pub fn restart(&mut self, i: usize, wait: bool) -> Result<(), String> {
+        self.members[i].kill();
+        self.spawn(i)?;
+        if wait {
+            self.wait_healthy(i)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until member `i` is healthy.
+    pub fn wait(&mut self, i: usize) -> Result<(), String> {
+        self.wait_healthy(i)
+    }
+
+    /// Whether member `i` is running.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.members[i].process.is_some()
+    }
+
+    /// The index of the current leader, asking each running member's `/v3/maintenance/status`.
+    pub fn leader(&self) -> Option<usize> {
+        for m in self.members.iter().filter(|m| m.process.is_some()) {
+            let Some(body) = http_post(m.client_port, "/v3/maintenance/status", "{}") else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+                continue;
+            };
+            let member_id = v["header"]["member_id"].as_str().unwrap_or_default();
+            let leader = v["leader"].as_str().unwrap_or_default();
+            if !leader.is_empty() && member_id == leader {
+                return self.members.iter().position(|x| x.name == m.name);
+            }
+        }
+        None
+    }
+
+    /// The log of member `i` (for failure messages).
+    pub fn log(&self, i: usize) -> String {
+        tail(&self.members[i].log)
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            m.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn http(port: u16, request: &str) -> Option<String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (_, body) = out.split_once("\r\n\r\n")?;
+    Some(body.to_string())
+}
+
+fn http_post(port: u16, path: &str, body: &str) -> Option<String> {
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// etcd's `/health` says `"health":"true"`.
+fn health(port: u16) -> bool {
+    http(
+        port,
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .is_some_and(|b| b.contains("\"health\":\"true\""))
+}
