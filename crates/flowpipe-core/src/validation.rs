@@ -196,21 +196,13 @@ impl ValidSpec {
         }
     }
 
-    /// Validates a spec for UpdateFlow of flow `name`: `spec.name` must be empty or equal
-    /// `name`. `spec.version` is the update's precondition, checked by the operation, not here.
+    /// Validates a spec for UpdateFlow of flow `name`. The request's name names the flow:
+    /// `spec.name` may be empty or anything else, and the stored spec gets `name` (contract B.4;
+    /// the original API did this, and `flowctl update --name X` relies on it to update several
+    /// flows from one spec file). `spec.version` is the update's precondition, checked by the
+    /// operation, not here.
     pub fn for_update(name: &FlowName, mut spec: FlowSpec) -> Result<Self> {
-        let mut v = Vec::new();
-        if !spec.name.is_empty() && spec.name != name.as_str() {
-            v.push(FieldViolation::new(
-                "name",
-                format!(
-                    "must be empty or equal the flow's name {:?} (got {:?}); a flow cannot be renamed",
-                    name.as_str(),
-                    spec.name
-                ),
-            ));
-        }
-        v.extend(check_body(&spec));
+        let v = check_body(&spec);
         if !v.is_empty() {
             return Err(Error::invalid(INVALID_FLOW_SPEC, v));
         }
@@ -333,19 +325,37 @@ mod tests {
     }
 
     #[test]
-    fn update_fills_the_name_and_refuses_a_rename() {
+    fn update_takes_the_requests_name() {
         let name = FlowName::parse("f").unwrap();
         let s = ValidSpec::for_update(&name, FlowSpec::default()).unwrap();
         assert_eq!(s.spec().name, "f");
+        // `flowctl update --name f other.yaml`: the spec file names another flow, or none valid.
+        for other in ["other", "../etc", "UPPER"] {
+            let s = ValidSpec::for_update(
+                &name,
+                FlowSpec {
+                    name: other.into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(s.name().as_str(), "f");
+            assert_eq!(s.spec().name, "f", "{other}");
+        }
+        // The rest of the spec is still checked.
         let e = ValidSpec::for_update(
             &name,
             FlowSpec {
-                name: "g".into(),
+                name: "other".into(),
+                stages: vec![crate::proto::v1::StageSpec::default()],
                 ..Default::default()
             },
         )
         .unwrap_err();
-        assert_eq!(fields(&e), ["name"]);
+        assert_eq!(
+            fields(&e),
+            ["stages[0].name", "stages[0].type", "stages[0].threads"]
+        );
     }
 
     #[test]

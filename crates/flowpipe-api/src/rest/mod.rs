@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+mod csrf;
 mod extract;
 
 use axum::Router;
@@ -67,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
+        ))
+        // Outermost, so a forged write is refused before anything else looks at it.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            csrf::refuse_cross_site_writes,
         ));
 
     let operational = Router::new()

@@ -193,6 +193,15 @@ async fn serve_grpc(
 ) -> std::io::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     // The API service is "serving" while its store answers; the process itself ("") always is.
+    // Until the first probe answers it is known and not serving, never unknown (NOT_FOUND).
+    for service in [
+        "flowpipe.v1.FlowService",
+        "flowpipe.v1.SchemaRegistryService",
+    ] {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
     let probe = state.clone();
     let watch_health = tokio::spawn(async move {
         loop {

@@ -222,11 +222,19 @@ async fn bad_input_in_an_event_gets_the_contract_error() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.error().0, 3);
 
+    // Any content type is read as JSON, as on the local server...
     let mut ev = fixture_json("apigw-v2-create-flow.json");
     ev["headers"]["content-type"] = json!("text/plain");
     let r = send(&app, event(ev, Payload::V2)).await;
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert_eq!(r.error().1, "UNSUPPORTED_MEDIA_TYPE");
+    assert_eq!(r.status, 200, "{}", r.body);
+    // ...except a cross-site browser write: PERMISSION_DENIED (contract B.4).
+    let mut ev = fixture_json("apigw-v2-create-flow.json");
+    ev["headers"]["content-type"] = json!("text/plain");
+    ev["headers"]["sec-fetch-site"] = json!("cross-site");
+    let r = send(&app, event(ev, Payload::V2)).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.error().0, 7);
+    assert_eq!(r.error().1, "CROSS_SITE_WRITE");
 
     let mut ev = fixture_json("apigw-v2-get-flow-stage.json");
     ev["rawPath"] = json!("/prod/v2/nothing");

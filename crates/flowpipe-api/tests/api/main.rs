@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod binary;
+mod clients;
 mod faults;
 mod grpc;
 mod lambda;

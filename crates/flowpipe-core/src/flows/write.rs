@@ -13,11 +13,11 @@ use super::{
 };
 use crate::cas::{Attempt, Conflict, Write, guaranteed_write};
 use crate::environment::Environment;
-use crate::error::{Detail, Error, Result};
+use crate::error::{Advice, Detail, Error, Result};
 use crate::keys::FlowKeys;
 use crate::kv::{Compare, Kv, RangeRequest, Txn, TxnOp, TxnResponse};
 use crate::names::{FlowName, VersionNumber};
-use crate::proto::v1::{CreateFlowRequest, Flow, FlowSpec, UpdateFlowRequest};
+use crate::proto::v1::{CreateFlowRequest, Flow, FlowSpec, FlowStatus, UpdateFlowRequest};
 use crate::validation::ValidSpec;
 
 /// What [`FlowRegistry::create_outcome`] decided.
@@ -91,11 +91,14 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                 Detail::new(
                     "FLOW_ALREADY_EXISTS",
                     format!(
-                        "flow \"{name}\" already exists with a different spec (active version {active}); use UpdateFlow (PUT /v1/flows/{name}) to change it"
+                        "flow \"{name}\" already exists with a different spec (active version {active})"
                     ),
                 )
                 .with("flow", name)
-                .with("active_version", active),
+                .with("active_version", active)
+                .advise(Advice::UpdateFlow {
+                    flow: name.to_string(),
+                }),
             ));
         }
         let n = self
@@ -238,8 +241,12 @@ impl<K: Kv, E: Environment> Write for CreateFlow<'_, K, E> {
         let meta = new_incarnation(s.head.meta.as_ref(), uid, self.spec, n, self.now);
         let mut compare = s.head.guard();
         compare.push(Compare::absent(self.keys.version_spec(n)));
-        // The status key (if the controller left one) is untouched, as GetFlow shows.
-        let flow = s.head.flow(&meta, n, stored)?;
+        // A new incarnation: whatever `status` holds (the controller's word on a previous one,
+        // left untouched) is stale from now on.
+        let flow = Flow {
+            status: Some(FlowStatus::default()),
+            ..s.head.flow_without_status(&meta, n, stored)
+        };
         Ok(Attempt::Commit(
             Txn {
                 compare,
@@ -511,7 +518,15 @@ impl<K: Kv, E: Environment> Write for DeleteFlow<'_, K, E> {
     type Output = ();
 
     async fn decide(&self, head: &mut FlowHead) -> Result<Attempt<()>> {
-        head.live()?;
+        if !head.is_live() {
+            // Deleting a deleted flow succeeds and writes nothing (a retried or repeated delete
+            // is safe: `flowctl stop` twice); a name that never existed is NOT_FOUND.
+            return if self.registry.ever_existed(head).await? {
+                Ok(Attempt::Done(()))
+            } else {
+                Err(Error::flow_not_found(head.name.as_str()))
+            };
+        }
         let mut meta = head.meta();
         meta.deleted = true;
         meta.deleted_at = Some(self.now);
