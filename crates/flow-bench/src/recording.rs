@@ -38,6 +38,11 @@ impl Recorder {
         std::mem::take(&mut *self.lock())
     }
 
+    /// Calls recorded so far.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     fn recording(&self) -> bool {
         self.on.load(Ordering::Relaxed)
     }

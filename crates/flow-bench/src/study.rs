@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use etcd_client::KvClient;
 
+use flowpipe_api::SystemEnvironment;
 use flowpipe_api::server::{Config, Server};
-use flowpipe_core::FlowName;
 use flowpipe_core::proto::v1::{CreateFlowRequest, UpdateFlowRequest};
+use flowpipe_core::{FlowName, FlowRegistry};
 use flowpipe_store::{EtcdConfig, Store, StoreConfig};
 
 use crate::core_direct::{Core, api_err};
@@ -46,7 +47,15 @@ impl InProcessApi {
                 recorder = Some(kv.recorder());
                 kv
             });
-        let recorder = recorder.unwrap_or_default();
+        let recorder: Arc<Recorder> = recorder.unwrap_or_default();
+        // The server checks the name index at start-up (and builds it when it is not ready):
+        // build it first, then let the server's one check of the marker happen before anything
+        // is recorded, so that no recording window catches it.
+        FlowRegistry::new(store.clone(), SystemEnvironment)
+            .ensure_index()
+            .await
+            .map_err(|e| format!("name index: {e}"))?;
+        recorder.start();
         let server = Server::bind_with_store(
             Config::for_tests(StoreConfig::Etcd(Box::new(config))),
             store,
@@ -58,6 +67,11 @@ impl InProcessApi {
         tokio::spawn(server.serve(async {
             let _ = stopped.await;
         }));
+        let started = std::time::Instant::now();
+        while recorder.len() == 0 && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(recorder.take());
         Ok(InProcessApi {
             base,
             recorder,

@@ -25,6 +25,7 @@ use super::config::{EtcdSource, LambdaConfig};
 use super::secret::{default_secrets_client, fetch_secret, secret_label};
 use super::{RETRY_AFTER, SECRET_VAR};
 use crate::error::RestError;
+use crate::state::IndexBackfill;
 use crate::{AppState, router};
 
 /// Settings of [`LambdaApp`] that tests change.
@@ -131,10 +132,13 @@ impl LambdaApp {
             auth = config.api_key.is_some(),
             "store configured"
         );
-        Ok(router(AppState::new(
+        // Frozen between invocations, an execution environment builds a missing name index on
+        // its first ListFlows, not in the background.
+        Ok(router(AppState::with_backfill(
             store,
             config.http.clone(),
             config.api_key.clone(),
+            IndexBackfill::OnFirstUnindexedList,
         )))
     }
 

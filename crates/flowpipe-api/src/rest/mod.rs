@@ -260,9 +260,12 @@ async fn list_flows(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<
     let q = Query::parse(q, &[PAGE_SIZE, PAGE_TOKEN])?;
     let page = s
         .flows()
-        .list(q.i32(PAGE_SIZE)?, &q.string(PAGE_TOKEN))
+        .list_page(q.i32(PAGE_SIZE)?, &q.string(PAGE_TOKEN))
         .await?;
-    json_response(&page)
+    if !page.from_index {
+        s.index_missing().await;
+    }
+    json_response(&page.response)
 }
 
 async fn get_flow(

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use flowpipe_store::{EtcdConfig, EtcdConfigError, StoreConfig};
 
@@ -35,15 +35,21 @@ struct Args {
     #[arg(long = "grpc-addr", env = "FLOW_GRPC_ADDR", default_value = ":9090")]
     grpc_addr: String,
     /// Comma-separated etcd endpoints (default http://127.0.0.1:2379 when the store is etcd).
-    #[arg(long = "etcd", env = "ETCD_ENDPOINTS", value_delimiter = ',')]
+    #[arg(
+        long = "etcd",
+        env = "ETCD_ENDPOINTS",
+        global = true,
+        value_delimiter = ','
+    )]
     etcd: Vec<String>,
     /// "etcd" or "embedded" (default: etcd if endpoints are given, else embedded).
-    #[arg(long = "store", env = "FLOW_STORE")]
+    #[arg(long = "store", env = "FLOW_STORE", global = true)]
     store: Option<String>,
     /// Directory of the embedded store's file.
     #[arg(
         long = "data-dir",
         env = "FLOW_DATA_DIR",
+        global = true,
         default_value = "./flowpipe-data"
     )]
     data_dir: PathBuf,
@@ -52,29 +58,30 @@ struct Args {
     env: Option<String>,
 
     /// etcd user (with --etcd-password).
-    #[arg(long = "etcd-username", env = "FLOW_ETCD_USERNAME")]
+    #[arg(long = "etcd-username", env = "FLOW_ETCD_USERNAME", global = true)]
     etcd_username: Option<String>,
     /// etcd password.
     #[arg(
         long = "etcd-password",
         env = "FLOW_ETCD_PASSWORD",
+        global = true,
         hide_env_values = true
     )]
     etcd_password: Option<String>,
     /// PEM CA bundle for https etcd endpoints.
-    #[arg(long = "etcd-ca", env = "FLOW_ETCD_CA")]
+    #[arg(long = "etcd-ca", env = "FLOW_ETCD_CA", global = true)]
     etcd_ca: Option<PathBuf>,
     /// PEM client certificate for etcd (with --etcd-key).
-    #[arg(long = "etcd-cert", env = "FLOW_ETCD_CERT")]
+    #[arg(long = "etcd-cert", env = "FLOW_ETCD_CERT", global = true)]
     etcd_cert: Option<PathBuf>,
     /// PEM client key for etcd.
-    #[arg(long = "etcd-key", env = "FLOW_ETCD_KEY")]
+    #[arg(long = "etcd-key", env = "FLOW_ETCD_KEY", global = true)]
     etcd_key: Option<PathBuf>,
     /// Time to connect to an etcd member, e.g. "3s".
-    #[arg(long = "etcd-dial-timeout", env = "FLOW_ETCD_DIAL_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long = "etcd-dial-timeout", env = "FLOW_ETCD_DIAL_TIMEOUT", global = true, default_value = "3s", value_parser = parse_duration)]
     etcd_dial_timeout: Duration,
     /// Time for one etcd request, e.g. "5s".
-    #[arg(long = "etcd-request-timeout", env = "FLOW_ETCD_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long = "etcd-request-timeout", env = "FLOW_ETCD_REQUEST_TIMEOUT", global = true, default_value = "5s", value_parser = parse_duration)]
     etcd_request_timeout: Duration,
 
     /// Largest REST request body in bytes (larger gets 413).
@@ -91,7 +98,12 @@ struct Args {
     )]
     cors_origins: Vec<String>,
     /// Log format: "text" or "json".
-    #[arg(long = "log-format", env = "FLOW_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long = "log-format",
+        env = "FLOW_LOG_FORMAT",
+        global = true,
+        default_value = "text"
+    )]
     log_format: String,
 
     /// Require `Authorization: Bearer <key>` on every API call (REST and gRPC).
@@ -114,6 +126,27 @@ struct Args {
     grpc_tls_cert: Option<PathBuf>,
     #[arg(long = "grpc-tls-key", env = "FLOW_GRPC_TLS_KEY")]
     grpc_tls_key: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What `flow-api` does besides serving (the default).
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// The name index that serves ListFlows (contract B.6).
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+/// `flow-api index ...`
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexCommand {
+    /// Builds the name index from the flows in the store and marks it ready: an index key for
+    /// every live flow, none for any other. Run it after the original API wrote flows (the
+    /// server runs it once by itself when the index is not ready). Prints what it did; exits 1
+    /// on failure.
+    Rebuild,
 }
 
 /// The checked configuration of the local server.
@@ -127,6 +160,8 @@ pub struct Config {
     pub http_tls: Option<TlsIdentity>,
     pub grpc_tls: Option<TlsIdentity>,
     pub json_logs: bool,
+    /// Serve (`None`), or the command to run instead.
+    pub command: Option<Command>,
 }
 
 /// A configuration problem: one line, for stderr.
@@ -330,6 +365,7 @@ impl Config {
             http_tls: tls_identity("http", a.http_tls_enabled, a.http_tls_cert, a.http_tls_key)?,
             grpc_tls: tls_identity("grpc", a.grpc_tls_enabled, a.grpc_tls_cert, a.grpc_tls_key)?,
             json_logs,
+            command: a.command,
         })
     }
 
@@ -344,6 +380,7 @@ impl Config {
             http_tls: None,
             grpc_tls: None,
             json_logs: false,
+            command: None,
         }
     }
 }

@@ -104,6 +104,10 @@ impl Server {
             "flow-api serving"
         );
 
+        // The name index of ListFlows, if it is not ready yet (data of the original API): built
+        // in the background, so readiness does not wait for it.
+        let backfill = tokio::spawn(build_index(self.state.clone()));
+
         let rest = serve_rest(
             self.http,
             router(self.state.clone()),
@@ -143,6 +147,7 @@ impl Server {
                 Ok(())
             }
         };
+        backfill.abort();
         tracing::info!("flow-api stopped");
         result
     }
@@ -270,6 +275,37 @@ fn reflection() -> (
         .build_v1alpha()
         .expect("embedded descriptor set is valid");
     (v1, v1alpha)
+}
+
+/// Builds the name index unless it is ready (contract B.6), retrying while the store is
+/// unavailable (with a backoff up to a minute); any other failure is logged and left to
+/// `flow-api index rebuild`, since ListFlows answers correctly without the index, only slower.
+async fn build_index(state: AppState) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match state.flows().ensure_index().await {
+            Ok(report) if report.already_ready => return,
+            Ok(report) => {
+                tracing::info!(
+                    live = report.live,
+                    indexed = report.indexed,
+                    removed = report.removed,
+                    skipped = report.skipped,
+                    "name index built"
+                );
+                return;
+            }
+            Err(e) if e.code() == flowpipe_core::Code::Unavailable => {
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot build the name index yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the name index; run `flow-api index rebuild`");
+                return;
+            }
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes and systemd send).

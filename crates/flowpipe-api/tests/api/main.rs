@@ -7,6 +7,7 @@ mod binary;
 mod clients;
 mod faults;
 mod grpc;
+mod index;
 mod lambda;
 mod readme;
 mod rest;

@@ -1,6 +1,7 @@
 //! The flow operations of contract B.4, written once against [`Kv`] and run unchanged on etcd and
-//! on the embedded store. They are methods of [`FlowRegistry`], in three private modules: `write`
-//! (create, update, rollback, delete), `read` (get, status, versions) and `list` (ListFlows).
+//! on the embedded store. They are methods of [`FlowRegistry`], in private modules: `write`
+//! (create, update, rollback, delete), `read` (get, status, versions), `list` (ListFlows) and
+//! `index` (the backfill of the name index of contract B.6).
 //!
 //! Every write is one transaction guarded by compare-and-swap on the flow's `meta` and `active`
 //! keys (every write rewrites `meta`, so its mod revision is the flow's version stamp), run by the
@@ -11,9 +12,13 @@
 //!
 //! Round trips on the common path: create 1; get, update, rollback, delete 2; status 1.
 
+mod index;
 mod list;
 mod read;
 mod write;
+
+pub use index::IndexReport;
+pub use list::FlowPage;
 
 use futures_util::future::try_join_all;
 use prost::Message;

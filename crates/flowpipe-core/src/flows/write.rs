@@ -170,7 +170,8 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         guaranteed_write(&self.kv, &self.env, &self.retry, &write, head).await
     }
 
-    /// DeleteFlow (contract B.4): deletes `active`, marks meta deleted; versions stay.
+    /// DeleteFlow (contract B.4): deletes `active` and the flow's index key, marks meta deleted;
+    /// versions stay.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let name = parse_flow_name(name)?;
         let keys = FlowKeys::new(&name);
@@ -247,10 +248,13 @@ impl<K: Kv, E: Environment> Write for CreateFlow<'_, K, E> {
             status: Some(FlowStatus::default()),
             ..s.head.flow_without_status(&meta, n, stored)
         };
+        // The name index (contract B.6) gains the flow in the same transaction as `active`.
+        let mut success = write_version(self.keys, n, bytes, &meta, self.now);
+        success.push(TxnOp::put(self.keys.index(), meta.uid.clone()));
         Ok(Attempt::Commit(
             Txn {
                 compare,
-                success: write_version(self.keys, n, bytes, &meta, self.now),
+                success,
                 failure: read_head_back(self.keys),
             },
             flow,
@@ -536,6 +540,7 @@ impl<K: Kv, E: Environment> Write for DeleteFlow<'_, K, E> {
                 compare: head.guard(),
                 success: vec![
                     TxnOp::delete(self.keys.active()),
+                    TxnOp::delete(self.keys.index()),
                     TxnOp::put(self.keys.meta(), meta.encode()),
                 ],
                 failure: read_head_back(self.keys),
