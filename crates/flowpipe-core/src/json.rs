@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::error::{Error, FieldViolation, Result};
+use crate::proto::schema::{self, Label, MessageType, Type};
 use crate::proto::v1::{Execution, ExecutionMode, FlowSpec};
 
 /// `ErrorInfo.reason` of a body that is not valid JSON at all.
@@ -231,29 +232,36 @@ fn parse_mode_shorthand(v: &Value) -> Option<ExecutionMode> {
 pub fn encode<T: serde::Serialize + prost::Name>(msg: &T) -> Result<Vec<u8>> {
     let fail = |e: serde_json::Error| Error::internal(format!("cannot encode response: {e}"));
     let mut value = serde_json::to_value(msg).map_err(fail)?;
-    fill_unpopulated(&T::full_name(), &mut value);
+    if let Some(m) = schema::message(&T::full_name()) {
+        fill_unpopulated(m, &mut value);
+    }
     serde_json::to_vec(&value).map_err(fail)
 }
 
-fn fill_unpopulated(message: &str, value: &mut Value) {
-    use crate::proto::{FieldKind, MESSAGE_FIELDS};
+fn fill_unpopulated(m: &MessageType, value: &mut Value) {
     let Some(obj) = value.as_object_mut() else {
         return;
     };
-    let Some((_, fields)) = MESSAGE_FIELDS.iter().find(|(m, _)| *m == message) else {
-        return; // a well-known type: pbjson-compatible already
-    };
-    for (name, kind, ty) in *fields {
-        match (kind, obj.get_mut(*name)) {
-            (FieldKind::NullIfUnset, None) => {
-                obj.insert((*name).to_string(), Value::Null);
+    for f in m.fields {
+        if matches!(f.ty, Type::Scalar(_) | Type::Enum(_)) {
+            continue;
+        }
+        let inner = match f.ty {
+            Type::Message(inner) => Some(inner),
+            _ => None, // a well-known type: pbjson-compatible already
+        };
+        match (f.label, obj.get_mut(f.json_name), inner) {
+            (Label::Singular, None, _) => {
+                obj.insert(f.json_name.to_string(), Value::Null);
             }
-            (FieldKind::NullIfUnset | FieldKind::Optional, Some(v)) => fill_unpopulated(ty, v),
-            (FieldKind::Repeated, Some(Value::Array(items))) => {
-                items.iter_mut().for_each(|v| fill_unpopulated(ty, v));
+            (Label::Singular | Label::Optional, Some(v), Some(inner)) => fill_unpopulated(inner, v),
+            (Label::Repeated, Some(Value::Array(items)), Some(inner)) => {
+                items.iter_mut().for_each(|v| fill_unpopulated(inner, v));
             }
-            (FieldKind::MapValues, Some(Value::Object(entries))) => {
-                entries.values_mut().for_each(|v| fill_unpopulated(ty, v));
+            (Label::Map(_), Some(Value::Object(entries)), Some(inner)) => {
+                entries
+                    .values_mut()
+                    .for_each(|v| fill_unpopulated(inner, v));
             }
             _ => {}
         }

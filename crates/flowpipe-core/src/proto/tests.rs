@@ -340,9 +340,15 @@ fn every_message_round_trips_through_binary_and_json() {
         s,
     );
 
-    // Every message declared in the .proto files is in the list above.
+    // Every message declared in the .proto files is in the list above, and in the protojson
+    // schema.
     let fds = prost_types_fds();
     assert_eq!(*s, fds, "messages not covered by this test");
+    let schema: BTreeSet<String> = super::schema::MESSAGES
+        .iter()
+        .map(|m| m.full_name.to_string())
+        .collect();
+    assert_eq!(schema, fds, "messages missing from the protojson schema");
 }
 
 /// Fully qualified names of every message in our own .proto files, from the descriptor set.
