@@ -7,6 +7,7 @@ mod binary;
 mod faults;
 mod grpc;
 mod lambda;
+mod protojson;
 mod readme;
 mod rest;
 mod security;
