@@ -9,6 +9,7 @@ mod faults;
 mod grpc;
 mod index;
 mod lambda;
+mod protojson;
 mod readme;
 mod rest;
 mod security;
