@@ -129,7 +129,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 } else {
                     Error::invalid_field(
                         "UNREADABLE_BODY",
-                        "body",
+                        "request body",
                         format!("cannot read the request body: {}", rejection.body_text()),
                     )
                 })

@@ -561,6 +561,54 @@ mod properties {
         })
     }
 
+    /// Valid JSON text, then maybe broken: cut short, or a character of JSON's grammar
+    /// inserted or removed somewhere.
+    fn json_text() -> impl Strategy<Value = String> {
+        (
+            any_json(),
+            0..4u8,
+            any::<prop::sample::Index>(),
+            prop::sample::select(vec![
+                "{", "}", "[", "]", ",", ":", "\"", "\\", "-", ".", "e", "0", " ", "n", "t",
+                "\u{0}",
+            ]),
+        )
+            .prop_map(|(v, how, at, ch)| {
+                let text = v.to_string();
+                let chars: Vec<char> = text.chars().collect();
+                let i = at.index(chars.len() + 1);
+                let mut out: String = chars[..i].iter().collect();
+                match how {
+                    0 => {} // cut short
+                    1 => {
+                        out.push_str(ch); // insert
+                        out.extend(&chars[i..]);
+                    }
+                    2 => out.extend(chars.iter().skip(i + 1)), // remove one
+                    _ => out = text,                           // untouched
+                }
+                out
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, .. ProptestConfig::default() })]
+
+        /// The request parser accepts exactly the JSON that serde_json's accepts (syntax only:
+        /// `IgnoredAny` checks numbers' grammar, not their range), so hand-parsing request
+        /// bodies (to keep numbers as written and repeated keys) refuses nothing valid and lets
+        /// nothing malformed through.
+        #[test]
+        fn the_request_parser_accepts_exactly_json(text in json_text()) {
+            let serde_says_malformed =
+                serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err();
+            let ours = flowpipe_core::json::decode_flow_spec(text.as_bytes());
+            let we_say_malformed =
+                matches!(&ours, Err(e) if e.reason() == "MALFORMED_JSON");
+            prop_assert_eq!(we_say_malformed, serde_says_malformed, "{:?}: {:?}", text, ours);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2048, .. ProptestConfig::default() })]
 
