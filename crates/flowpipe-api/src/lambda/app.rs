@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, OnceCell};
 use tower::{Service, ServiceExt};
 
 use super::config::{EtcdSource, LambdaConfig};
-use super::secret::{default_secrets_client, fetch_secret, secret_label};
+use super::secret::{fetch_secret, secret_label, secrets_client_from_env};
 use super::{RETRY_AFTER, SECRET_VAR};
 use crate::error::RestError;
 use crate::state::IndexBackfill;
@@ -31,7 +31,8 @@ use crate::{AppState, router};
 /// Settings of [`LambdaApp`] that tests change.
 #[derive(Clone, Default)]
 pub struct Options {
-    /// The Secrets Manager client; by default built from [`super::aws_config_loader`] at the first
+    /// The Secrets Manager client; by default built from the environment
+    /// ([`super::secrets_client_from_env`]) at the first
     /// invocation that needs it.
     pub secrets_client: Option<aws_sdk_secretsmanager::Client>,
     /// Overrides [`RETRY_AFTER`].
@@ -118,7 +119,11 @@ impl LambdaApp {
         let mut etcd = match &config.etcd {
             EtcdSource::Endpoints(endpoints) => EtcdConfig::new(endpoints.clone()),
             EtcdSource::Secret { id, endpoints } => {
-                let client = self.inner.secrets.get_or_init(default_secrets_client).await;
+                let client = self
+                    .inner
+                    .secrets
+                    .get_or_init(|| async { secrets_client_from_env() })
+                    .await;
                 let text = fetch_secret(client, id).await?;
                 EtcdConfig::from_secret_json(&text, endpoints)
                     .map_err(|e| format!("secret {:?} ({SECRET_VAR}) {e}", secret_label(id)))?

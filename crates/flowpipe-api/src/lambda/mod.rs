@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use app::{LambdaApp, Options};
 pub use config::{EtcdSource, LambdaConfig};
-pub use secret::aws_config_loader;
+pub use secret::{aws_config_loader, secrets_client_from_env};
 
 /// After a failed configuration attempt, requests within this time get the same 503 without
 /// asking Secrets Manager again (a broken secret must not turn every request into an API call).
