@@ -7,6 +7,7 @@ use flowpipe_core::{Detail, Error};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use crate::deadline::StoreDeadline;
 use crate::error::grpc_status;
 use crate::state::AppState;
 
@@ -57,7 +58,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
     }
 }
 
-type Authed<S> = InterceptedService<TooLargeIsResourceExhausted<S>, AuthInterceptor>;
+type Authed<S> = InterceptedService<TooLargeIsResourceExhausted<StoreDeadline<S>>, AuthInterceptor>;
 
 /// Answers tonic's own "message too large" (OUT_OF_RANGE, raised while decoding, before any of
 /// our code runs) as RESOURCE_EXHAUSTED with the contract's details. The API itself never uses
@@ -129,10 +130,15 @@ impl GrpcApi {
         let auth = AuthInterceptor {
             state: self.state.clone(),
         };
-        let flows =
-            FlowServiceServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let schemas =
-            SchemaRegistryServiceServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let deadline = self.state.store().request_timeout();
+        let flows = StoreDeadline::new(
+            FlowServiceServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            deadline,
+        );
+        let schemas = StoreDeadline::new(
+            SchemaRegistryServiceServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            deadline,
+        );
         (
             InterceptedService::new(TooLargeIsResourceExhausted { inner: flows }, auth.clone()),
             InterceptedService::new(TooLargeIsResourceExhausted { inner: schemas }, auth),

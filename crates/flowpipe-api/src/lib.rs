@@ -10,6 +10,7 @@
 //! - [`lambda`] (feature `lambda`): the AWS Lambda function `bootstrap`.
 
 pub mod auth;
+pub mod deadline;
 pub mod error;
 pub mod grpc;
 #[cfg(feature = "lambda")]

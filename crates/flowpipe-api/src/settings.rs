@@ -130,6 +130,69 @@ pub fn parse_origins(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// `FLOW_ETCD_DIAL_TIMEOUT`: longest wait to connect to an etcd member.
+pub const ETCD_DIAL_TIMEOUT_VAR: &str = "FLOW_ETCD_DIAL_TIMEOUT";
+/// `FLOW_ETCD_REQUEST_TIMEOUT`: longest a request waits for etcd.
+pub const ETCD_REQUEST_TIMEOUT_VAR: &str = "FLOW_ETCD_REQUEST_TIMEOUT";
+/// `FLOW_ETCD_KEEPALIVE_INTERVAL`: silence on a busy etcd connection before it is pinged.
+pub const ETCD_KEEPALIVE_INTERVAL_VAR: &str = "FLOW_ETCD_KEEPALIVE_INTERVAL";
+/// `FLOW_ETCD_KEEPALIVE_TIMEOUT`: how long a ping may go unanswered before the connection is
+/// closed.
+pub const ETCD_KEEPALIVE_TIMEOUT_VAR: &str = "FLOW_ETCD_KEEPALIVE_TIMEOUT";
+
+/// How the API waits for etcd; the defaults are [`flowpipe_store::EtcdConfig::new`]'s (see
+/// RELIABILITY.md for how they were chosen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EtcdTimeouts {
+    /// `FLOW_ETCD_DIAL_TIMEOUT`.
+    pub dial: Duration,
+    /// `FLOW_ETCD_REQUEST_TIMEOUT`.
+    pub request: Duration,
+    /// `FLOW_ETCD_KEEPALIVE_INTERVAL`.
+    pub keepalive_interval: Duration,
+    /// `FLOW_ETCD_KEEPALIVE_TIMEOUT`.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for EtcdTimeouts {
+    fn default() -> Self {
+        use flowpipe_store::EtcdConfig;
+        EtcdTimeouts {
+            dial: EtcdConfig::DEFAULT_CONNECT_TIMEOUT,
+            request: EtcdConfig::DEFAULT_REQUEST_TIMEOUT,
+            keepalive_interval: EtcdConfig::DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: EtcdConfig::DEFAULT_KEEPALIVE_TIMEOUT,
+        }
+    }
+}
+
+impl EtcdTimeouts {
+    /// The timeouts from environment variables read through `var`; unset or blank ones keep
+    /// their defaults. The error is one line naming the variable.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut t = EtcdTimeouts::default();
+        for (name, field) in [
+            (ETCD_DIAL_TIMEOUT_VAR, &mut t.dial),
+            (ETCD_REQUEST_TIMEOUT_VAR, &mut t.request),
+            (ETCD_KEEPALIVE_INTERVAL_VAR, &mut t.keepalive_interval),
+            (ETCD_KEEPALIVE_TIMEOUT_VAR, &mut t.keepalive_timeout),
+        ] {
+            if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
+                *field = parse_duration(&v).map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+        Ok(t)
+    }
+
+    /// Sets these timeouts on `config`.
+    pub fn apply(&self, config: &mut flowpipe_store::EtcdConfig) {
+        config.connect_timeout = self.dial;
+        config.request_timeout = self.request;
+        config.keepalive_interval = self.keepalive_interval;
+        config.keepalive_timeout = self.keepalive_timeout;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +221,51 @@ mod tests {
             parse_origins(" https://a, ,https://b "),
             ["https://a", "https://b"]
         );
+    }
+
+    #[test]
+    fn etcd_timeouts_from_the_environment() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_string())
+            }
+        };
+        let t = EtcdTimeouts::from_env(vars(&[])).unwrap();
+        assert_eq!(t, EtcdTimeouts::default());
+        assert_eq!(
+            (t.dial, t.request, t.keepalive_interval, t.keepalive_timeout),
+            (
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(2),
+                Duration::from_secs(1)
+            )
+        );
+        let t = EtcdTimeouts::from_env(vars(&[
+            ("FLOW_ETCD_KEEPALIVE_INTERVAL", "500ms"),
+            ("FLOW_ETCD_KEEPALIVE_TIMEOUT", " 3s "),
+            ("FLOW_ETCD_REQUEST_TIMEOUT", ""),
+        ]))
+        .unwrap();
+        assert_eq!(t.keepalive_interval, Duration::from_millis(500));
+        assert_eq!(t.keepalive_timeout, Duration::from_secs(3));
+        assert_eq!(t.request, Duration::from_secs(5));
+        let e =
+            EtcdTimeouts::from_env(vars(&[("FLOW_ETCD_KEEPALIVE_TIMEOUT", "soon")])).unwrap_err();
+        assert!(
+            e.starts_with("FLOW_ETCD_KEEPALIVE_TIMEOUT: invalid duration"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        let mut c = flowpipe_store::EtcdConfig::new(vec!["h:1".into()]);
+        let t = EtcdTimeouts {
+            dial: Duration::from_millis(1),
+            ..EtcdTimeouts::default()
+        };
+        t.apply(&mut c);
+        assert_eq!(c.connect_timeout, Duration::from_millis(1));
     }
 }

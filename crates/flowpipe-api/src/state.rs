@@ -139,7 +139,9 @@ impl AppState {
             Err(Some(failed)) if failed.elapsed() < BACKFILL_RETRY => return,
             Err(_) => {}
         }
-        match self.flows().ensure_index().await {
+        // Not cut short by the request's store deadline: it is work for every later request,
+        // done once, and each of its etcd calls still has its own timeout.
+        match flowpipe_store::deadline::within(None, self.flows().ensure_index()).await {
             Ok(report) => {
                 tracing::info!(?report, "name index built");
                 *backfilled = Ok(());

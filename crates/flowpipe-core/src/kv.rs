@@ -328,6 +328,13 @@ pub trait Kv: Send + Sync {
     ) -> impl Future<Output = Result<RangeResponse, KvError>> + Send;
     /// Runs a transaction atomically, at one revision.
     fn txn(&self, txn: Txn) -> impl Future<Output = Result<TxnResponse, KvError>> + Send;
+    /// Resolves once the request being served has no time left for the store (never, by
+    /// default). The store ends its own calls by that deadline; the core races the waits that
+    /// are not store calls against it (a write queued behind another write of the same flow),
+    /// so that a request whose predecessors each used their whole time still ends in time.
+    fn deadline_passed(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 impl<K: Kv> Kv for &K {
@@ -340,5 +347,9 @@ impl<K: Kv> Kv for &K {
 
     fn txn(&self, txn: Txn) -> impl Future<Output = Result<TxnResponse, KvError>> + Send {
         (**self).txn(txn)
+    }
+
+    fn deadline_passed(&self) -> impl Future<Output = ()> + Send {
+        (**self).deadline_passed()
     }
 }

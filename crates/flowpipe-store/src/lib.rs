@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod counting;
+pub mod deadline;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod etcd;
@@ -88,6 +89,9 @@ pub struct Store {
     probe: Arc<dyn DynKv>,
     kind: &'static str,
     description: String,
+    /// How long a request may wait for the store (etcd's request timeout); none for the
+    /// embedded store, which does not wait on a network.
+    request_timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Store {
@@ -115,9 +119,12 @@ impl Store {
 
     /// An etcd store for `config` (checked; no I/O).
     pub fn etcd(config: EtcdConfig) -> Result<Self, EtcdConfigError> {
+        let timeout = config.request_timeout;
         let store = EtcdStore::new(config)?;
         let description = format!("etcd at {}", store.endpoints().join(","));
-        Ok(Self::new(store, "etcd", description))
+        let mut store = Self::new(store, "etcd", description);
+        store.request_timeout = Some(timeout);
+        Ok(store)
     }
 
     /// The embedded store `store`.
@@ -139,6 +146,7 @@ impl Store {
             kv,
             kind,
             description,
+            request_timeout: None,
         }
     }
 
@@ -147,12 +155,14 @@ impl Store {
     /// operation costs.
     pub fn wrapped<K: Kv + 'static>(self, wrap: impl FnOnce(Store) -> K) -> Store {
         let probe = Arc::clone(&self.probe);
-        let (kind, description) = (self.kind, self.description.clone());
+        let (kind, description, request_timeout) =
+            (self.kind, self.description.clone(), self.request_timeout);
         Store {
             kv: Arc::new(wrap(self)),
             probe,
             kind,
             description,
+            request_timeout,
         }
     }
 
@@ -178,6 +188,12 @@ impl Store {
         self.kind
     }
 
+    /// How long one API request may wait for the store in all, from its arrival: the deadline
+    /// the transports set for it ([`deadline::within`]). `None` for the embedded store.
+    pub fn request_timeout(&self) -> Option<std::time::Duration> {
+        self.request_timeout
+    }
+
     /// Checks that the store answers (a one-key read), for readiness probes.
     pub async fn ping(&self) -> Result<(), KvError> {
         let probe = RangeRequest::key(b"/flowpipe/".to_vec()).keys_only();
@@ -195,5 +211,9 @@ impl Kv for Store {
 
     fn txn(&self, txn: Txn) -> impl Future<Output = Result<TxnResponse, KvError>> + Send {
         self.kv.txn(txn)
+    }
+
+    fn deadline_passed(&self) -> impl Future<Output = ()> + Send {
+        deadline::passed()
     }
 }

@@ -7,10 +7,17 @@
 //!   namespace, and [`both!`], which runs a test on etcd and on the embedded store;
 //! - [`server`]: the real server on port 0 ([`TestServer`]);
 //! - [`env`](mod@env): a deterministic [`flowpipe_core::Environment`] ([`FakeEnvironment`]) for tests of
-//!   retries and backoff.
+//!   retries and backoff;
+//! - [`partition`]: a 3-member etcd cluster and the API, each in its own network namespace,
+//!   whose links are cut by nftables drop rules ([`partition::NetCluster`]);
+//! - [`delay_proxy`]: a TCP proxy that adds latency (a slow member, without `tc netem`);
+//! - [`history`]: linearizability checkers for the histories the partition tests record.
 
+pub mod delay_proxy;
 pub mod env;
 pub mod etcd;
+pub mod history;
+pub mod partition;
 pub mod server;
 pub mod stores;
 

@@ -130,6 +130,7 @@ impl LambdaApp {
             }
         };
         etcd.namespace.clone_from(&config.namespace);
+        config.etcd_timeouts.apply(&mut etcd);
         // Store::etcd, not Store::open: the function never opens (or links) the embedded store.
         let store = Store::etcd(etcd).map_err(|e| format!("cannot open the etcd store: {e}"))?;
         tracing::info!(

@@ -5,7 +5,9 @@ use flowpipe_store::{EtcdConfig, EtcdConfigError};
 
 use super::{ENDPOINTS_VAR, SECRET_VAR};
 use crate::ApiKey;
-use crate::settings::{self, API_KEY_VAR, AUTH_ENABLED_VAR, HttpSettings, parse_bool};
+use crate::settings::{
+    self, API_KEY_VAR, AUTH_ENABLED_VAR, EtcdTimeouts, HttpSettings, parse_bool,
+};
 
 /// Where the function finds etcd.
 #[derive(Debug, Clone)]
@@ -33,6 +35,8 @@ pub struct LambdaConfig {
     pub api_key: Option<ApiKey>,
     /// Prefix of every etcd key (tests); empty in production.
     pub namespace: Vec<u8>,
+    /// `FLOW_ETCD_DIAL_TIMEOUT` and the other etcd timeouts, as on the local server.
+    pub etcd_timeouts: EtcdTimeouts,
 }
 
 impl LambdaConfig {
@@ -43,6 +47,7 @@ impl LambdaConfig {
             http: HttpSettings::default(),
             api_key: None,
             namespace: Vec::new(),
+            etcd_timeouts: EtcdTimeouts::default(),
         }
     }
 
@@ -91,11 +96,13 @@ impl LambdaConfig {
         };
         let api_key = settings::api_key(auth_enabled, get(API_KEY_VAR).as_deref(), "")?;
         let http = HttpSettings::from_env(&var)?;
+        let etcd_timeouts = EtcdTimeouts::from_env(&var)?;
         Ok(LambdaConfig {
             etcd,
             http,
             api_key,
             namespace: Vec::new(),
+            etcd_timeouts,
         })
     }
 }
@@ -167,6 +174,17 @@ mod tests {
         assert_eq!(c.http.cors_origins, ["https://a", "https://b"]);
         assert_eq!(c.http.env.as_deref(), Some("prod"));
         assert!(config(&[base, ("FLOW_REQUEST_TIMEOUT", "5h")]).is_err());
+        let c = config(&[
+            base,
+            ("FLOW_ETCD_DIAL_TIMEOUT", "2s"),
+            ("FLOW_ETCD_KEEPALIVE_INTERVAL", "3s"),
+        ])
+        .unwrap();
+        assert_eq!(c.etcd_timeouts.dial, Duration::from_secs(2));
+        assert_eq!(c.etcd_timeouts.keepalive_interval, Duration::from_secs(3));
+        assert_eq!(c.etcd_timeouts.request, Duration::from_secs(5));
+        let e = config(&[base, ("FLOW_ETCD_REQUEST_TIMEOUT", "x")]).unwrap_err();
+        assert!(e.starts_with("FLOW_ETCD_REQUEST_TIMEOUT: "), "{e}");
         assert!(config(&[base, ("FLOW_HTTP_BODY_LIMIT", "0")]).is_err());
     }
 }

@@ -88,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(http.body_limit))
         .layer(CompressionLayer::new())
         .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::deadline::store_deadline,
+        ))
+        .layer(middleware::from_fn_with_state(
             http.request_timeout,
             request_timeout,
         ));

@@ -77,12 +77,19 @@ struct Args {
     /// PEM client key for etcd.
     #[arg(long = "etcd-key", env = "FLOW_ETCD_KEY", global = true)]
     etcd_key: Option<PathBuf>,
-    /// Time to connect to an etcd member, e.g. "3s".
-    #[arg(long = "etcd-dial-timeout", env = "FLOW_ETCD_DIAL_TIMEOUT", global = true, default_value = "3s", value_parser = parse_duration)]
+    /// Time to connect to an etcd member, e.g. "1s".
+    #[arg(long = "etcd-dial-timeout", env = "FLOW_ETCD_DIAL_TIMEOUT", global = true, default_value = "1s", value_parser = parse_duration)]
     etcd_dial_timeout: Duration,
-    /// Time for one etcd request, e.g. "5s".
+    /// Longest a request waits for etcd in all (retries and queueing included), e.g. "5s"; then
+    /// 503.
     #[arg(long = "etcd-request-timeout", env = "FLOW_ETCD_REQUEST_TIMEOUT", global = true, default_value = "5s", value_parser = parse_duration)]
     etcd_request_timeout: Duration,
+    /// Silence on an etcd connection with a request open before it is pinged, e.g. "2s".
+    #[arg(long = "etcd-keepalive-interval", env = "FLOW_ETCD_KEEPALIVE_INTERVAL", global = true, default_value = "2s", value_parser = parse_duration)]
+    etcd_keepalive_interval: Duration,
+    /// How long an etcd ping may go unanswered before the connection is dropped, e.g. "1s".
+    #[arg(long = "etcd-keepalive-timeout", env = "FLOW_ETCD_KEEPALIVE_TIMEOUT", global = true, default_value = "1s", value_parser = parse_duration)]
+    etcd_keepalive_timeout: Duration,
 
     /// Largest REST request body in bytes (larger gets 413).
     #[arg(long = "http-body-limit", env = "FLOW_HTTP_BODY_LIMIT", default_value = "1048576", value_parser = parse_body_limit)]
@@ -330,6 +337,8 @@ impl Config {
                     .transpose()?,
                 connect_timeout: a.etcd_dial_timeout,
                 request_timeout: a.etcd_request_timeout,
+                keepalive_interval: a.etcd_keepalive_interval,
+                keepalive_timeout: a.etcd_keepalive_timeout,
                 ..EtcdConfig::new(endpoints)
             };
             c.validate().map_err(etcd_error)?;
@@ -502,6 +511,43 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.0.contains("/nonexistent/cert.pem"), "{e}");
+    }
+
+    #[test]
+    fn etcd_timeouts_default_as_documented_and_are_settable() {
+        let etcd = |c: Config| match c.store {
+            StoreConfig::Etcd(e) => e,
+            other => panic!("{other:?}"),
+        };
+        let e = etcd(load(&["--store", "etcd"]).unwrap());
+        let defaults = settings::EtcdTimeouts::default();
+        assert_eq!(
+            (
+                e.connect_timeout,
+                e.request_timeout,
+                e.keepalive_interval,
+                e.keepalive_timeout
+            ),
+            (
+                defaults.dial,
+                defaults.request,
+                defaults.keepalive_interval,
+                defaults.keepalive_timeout
+            )
+        );
+        let e = etcd(
+            load(&[
+                "--store",
+                "etcd",
+                "--etcd-keepalive-interval",
+                "750ms",
+                "--etcd-keepalive-timeout",
+                "2s",
+            ])
+            .unwrap(),
+        );
+        assert_eq!(e.keepalive_interval, Duration::from_millis(750));
+        assert_eq!(e.keepalive_timeout, Duration::from_secs(2));
     }
 
     #[test]

@@ -63,6 +63,19 @@ async fn rebuild_index(config: Config) -> ExitCode {
 /// serve until SIGINT/SIGTERM. Configuration problems are one line on stderr and exit code 2.
 pub async fn run() -> ExitCode {
     let config = match Config::load(std::env::args()) {
+        // A bad value, from a flag or its variable, is one line like every other configuration
+        // problem (clap would add a blank line and a hint).
+        Err(usage)
+            if matches!(
+                usage.kind(),
+                clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+            ) =>
+        {
+            let text = usage.render().to_string();
+            let line = text.lines().next().unwrap_or_default();
+            eprintln!("flow-api: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
         Err(usage) => {
             let _ = usage.print();
             return if usage.use_stderr() {

@@ -50,6 +50,14 @@ fn bad_configuration_is_one_line_and_exit_code_2() {
         ],
     );
     assert!(e.contains("/missing/cert.pem"), "{e}");
+    // A bad duration, from a variable or a flag: one line naming the flag.
+    let e = run_failing(&[], &[("FLOW_ETCD_KEEPALIVE_INTERVAL", "soon")]);
+    assert!(
+        e.contains("--etcd-keepalive-interval") && e.contains("invalid duration"),
+        "{e}"
+    );
+    let e = run_failing(&["--etcd-request-timeout", "0s"], &[]);
+    assert!(e.contains("--etcd-request-timeout"), "{e}");
     // The port is taken: also one line.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

@@ -16,6 +16,7 @@ use crate::environment::Environment;
 use crate::error::{Advice, Detail, Error, Result};
 use crate::keys::FlowKeys;
 use crate::kv::{Compare, Kv, RangeRequest, Txn, TxnOp, TxnResponse};
+use crate::locks::FlowGuard;
 use crate::names::{FlowName, VersionNumber};
 use crate::proto::v1::{CreateFlowRequest, Flow, FlowSpec, FlowStatus, UpdateFlowRequest};
 use crate::validation::ValidSpec;
@@ -29,6 +30,20 @@ enum CreateOutcome {
 }
 
 impl<K: Kv, E: Environment> FlowRegistry<K, E> {
+    /// Waits for this process's other writes of flow `name` (see `locks`), but no longer than
+    /// the request's time for the store: a write queued behind writes that each waited their
+    /// whole time for an unreachable store answers UNAVAILABLE by its own deadline.
+    async fn lock_for_write(&self, name: &FlowName) -> Result<FlowGuard<'_>> {
+        let lock = std::pin::pin!(self.locks.lock(name));
+        let out_of_time = std::pin::pin!(self.kv.deadline_passed());
+        match futures_util::future::select(lock, out_of_time).await {
+            futures_util::future::Either::Left((guard, _)) => Ok(guard),
+            futures_util::future::Either::Right(_) => Err(Error::unavailable(format!(
+                "the store did not answer in time: this request waited behind other writes of flow \"{name}\" until its deadline"
+            ))),
+        }
+    }
+
     /// CreateFlow (contract B.4).
     pub async fn create(&self, req: CreateFlowRequest) -> Result<Flow> {
         let spec = ValidSpec::for_create(req.spec.unwrap_or_default())?;
@@ -49,7 +64,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             };
         }
 
-        let _writing = self.locks.lock(&name).await;
+        let _writing = self.lock_for_write(&name).await?;
         let write = CreateFlow {
             registry: self,
             spec: &spec,
@@ -119,7 +134,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         let _writing = if req.validate_only {
             None
         } else {
-            Some(self.locks.lock(&name).await)
+            Some(self.lock_for_write(&name).await?)
         };
         let head = self.read_head(&name, &keys).await?;
         let write = UpdateFlow {
@@ -145,7 +160,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             Error::invalid_field("INVALID_VERSION", "version", "must be at least 1")
         })?;
         let keys = FlowKeys::new(&name);
-        let _writing = self.locks.lock(&name).await;
+        let _writing = self.lock_for_write(&name).await?;
         let resp = self
             .kv
             .txn(Txn::read([
@@ -175,7 +190,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
     pub async fn delete(&self, name: &str) -> Result<()> {
         let name = parse_flow_name(name)?;
         let keys = FlowKeys::new(&name);
-        let _writing = self.locks.lock(&name).await;
+        let _writing = self.lock_for_write(&name).await?;
         let head = self.read_head(&name, &keys).await?;
         let write = DeleteFlow {
             registry: self,

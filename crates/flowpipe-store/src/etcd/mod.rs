@@ -6,9 +6,29 @@
 //! fresh one (after a Lambda freeze the old connections may be dead). Authentication tokens are
 //! refreshed when etcd reports them expired.
 //!
-//! Errors: anything that means "etcd cannot answer now" (connection refused, timeout, no leader)
-//! is `Unavailable` naming the endpoints; a read at a compacted revision is
-//! `FailedPrecondition(REVISION_UNAVAILABLE)`; the rest is `Internal`.
+//! Errors: anything that means "etcd cannot answer now" (connection refused, timeout, no leader,
+//! a connection that broke, whatever the gRPC code the client library gave it) is `Unavailable`
+//! naming the endpoints; a read at a compacted revision is `FailedPrecondition(REVISION_UNAVAILABLE)`;
+//! the rest (what etcd itself answered) is `Internal`.
+//!
+//! # Deadlines and retries
+//! Every call is done by one deadline: [`EtcdConfig::request_timeout`] from its start, or the
+//! request's own deadline ([`crate::deadline`]) when that is earlier; waiting for a connection
+//! counts too. Within it, a call that failed without effect is tried again, on whichever member
+//! the client picks next (its balancer skips one that is still reconnecting):
+//! - never sent: the connection to the member could not be made (`tonic::ConnectError` in the
+//!   error's sources: a member that is down, or cut off, while the client reconnects to it);
+//! - not proposed: etcd refused it before proposing it to raft ("etcdserver: no leader", which a
+//!   member that lost its leader answers at once because the client sets `require_leader`; an
+//!   isolated old leader keeps answering it for as long as the partition lasts, and the client
+//!   keeps its healthy connection to it, so only a retry moves the request to the majority).
+//!
+//! A read (a range, or a transaction of ranges only) is idempotent, so it is also retried after
+//! an error whose outcome is unknown (a connection that broke mid-request). A write whose outcome
+//! is unknown is never retried here: it is answered `Unavailable` and the client decides. A write
+//! that is retried was never applied, so it cannot apply twice; and even if it had been, the
+//! core's compare-and-swap transactions would fail their compares on the retry and read the state
+//! that the first attempt wrote (`flowpipe_core::cas`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +73,25 @@ struct Inner {
 
 /// How long a failed connection attempt is reused as the answer before trying again.
 const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+/// The first pause before retrying a call that etcd refused for want of a leader; it doubles up
+/// to [`RETRY_PAUSE_MAX`]. An election takes about one election timeout (1 s by default), and
+/// another member usually answers the very next try.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(400);
+
+/// What a failed call says about its effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// No connection to the member could be made: nothing was sent.
+    NotSent,
+    /// etcd refused it before proposing it to raft: nothing was applied.
+    NotProposed,
+    /// Sent, with no usable answer (a broken connection, a timeout, etcd unable to serve now):
+    /// it may or may not have been applied.
+    Unknown,
+    /// etcd answered with an error that retrying does not change.
+    Answered,
+}
 
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,8 +127,14 @@ impl EtcdStore {
             .with_connect_timeout(c.connect_timeout)
             .with_timeout(c.request_timeout)
             .with_keep_alive(c.keepalive_interval, c.keepalive_timeout)
-            .with_keep_alive_while_idle(true)
-            // Without a leader etcd cannot commit; fail fast instead of waiting for a timeout.
+            // Pings only while a request is open. etcd counts pings on a connection without
+            // streams as abuse (its `--grpc-keepalive-min-time` is 5 s and it does not permit
+            // them without streams) and closes the connection after three; an idle connection
+            // needs no probe anyway: the next request finds out, and the ping it starts bounds
+            // how long a silent member can hold it (see RELIABILITY.md).
+            .with_keep_alive_while_idle(false)
+            // A member without a leader answers "no leader" at once instead of holding the
+            // request until the timeout; `call` then tries another member.
             .with_require_leader(true)
             .with_auto_token_refresh(true);
         if let (Some(u), Some(p)) = (&c.username, &c.password) {
@@ -184,6 +229,12 @@ impl EtcdStore {
             etcd_client::Error::GRpcStatus(s) => {
                 use tonic::Code;
                 let msg = s.message().to_string();
+                // A status the client made itself from a transport failure (it has a source),
+                // whatever its code (h2 reports some broken streams as INTERNAL): the connection
+                // failed, etcd did not answer.
+                if let Some(cause) = std::error::Error::source(&s) {
+                    return unavailable(format!("{msg} ({})", transport_chain(cause)));
+                }
                 match s.code() {
                     // etcd's rpctypes define these errors by their text (ErrGRPCCompacted,
                     // ErrGRPCFutureRev); etcd's own Go client tells them apart the same way.
@@ -216,32 +267,125 @@ impl EtcdStore {
         }
     }
 
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    /// The error for a call that ran out of time.
+    fn timed_out(&self, limit: Duration) -> KvError {
+        tracing::warn!(endpoints = %self.inner.config.endpoints.join(","), "etcd unavailable: no answer within {limit:?}");
+        KvError::Unavailable(format!("etcd is unavailable: no answer within {limit:?}"))
+    }
+
+    /// Runs `f` on the shared client by the call's deadline, trying again after a failure
+    /// without effect (and, when `idempotent`, after any failure that may be temporary). See the
+    /// module docs.
+    async fn call<T, F, Fut>(&self, idempotent: bool, f: F) -> Result<T>
     where
-        F: FnOnce(Client) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let (generation, client) = self.client().await?;
-        match f(client).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                // A broken connection, not etcd saying it cannot serve ("etcdserver: no leader"
-                // arrives over a working connection).
-                let transport = match &e {
-                    etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-                    etcd_client::Error::GRpcStatus(s) => {
-                        matches!(s.code(), tonic::Code::Unknown | tonic::Code::Unavailable)
-                            && !s.message().starts_with("etcdserver:")
-                    }
-                    _ => false,
-                };
-                let err = self.error(e);
-                if transport {
-                    self.reset(generation);
-                }
-                Err(err)
+        let started = tokio::time::Instant::now();
+        let own = started + self.inner.config.request_timeout;
+        let deadline = crate::deadline::current().map_or(own, |d| own.min(d.into()));
+        let limit = deadline.saturating_duration_since(started);
+        let mut pause = RETRY_PAUSE;
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, async {
+                let (generation, client) = self.client().await?;
+                Ok(f(client).await.map_err(|e| (generation, e)))
+            })
+            .await;
+            let (generation, e) = match attempt {
+                Err(_) => return Err(self.timed_out(limit)),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Ok(v))) => return Ok(v),
+                Ok(Ok(Err(failed))) => failed,
+            };
+            let failure = failure(&e);
+            // A broken connection (not etcd saying it cannot serve: "etcdserver: no leader"
+            // arrives over a working connection): the next call builds a fresh client. A member
+            // that could not be reached is left to the client, which reconnects by itself.
+            if broken_connection(&e) && failure != Failure::NotSent {
+                self.reset(generation);
+            }
+            let retry = match failure {
+                Failure::NotSent | Failure::NotProposed => true,
+                Failure::Unknown => idempotent,
+                Failure::Answered => false,
+            };
+            // Never sent: another member at once (the balancer skips the one reconnecting).
+            // Otherwise back off a little: an election may be under way.
+            let wait = if failure == Failure::NotSent {
+                Duration::ZERO
+            } else {
+                let w = pause;
+                pause = (pause * 2).min(RETRY_PAUSE_MAX);
+                w
+            };
+            if !retry || tokio::time::Instant::now() + wait >= deadline {
+                return Err(self.error(e));
+            }
+            tracing::debug!(?failure, error = %e, "etcd call failed; trying again");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Whether `e` broke the connection it was sent on (as opposed to etcd answering an error).
+fn broken_connection(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => {
+            matches!(s.code(), tonic::Code::Unknown | tonic::Code::Unavailable)
+                && !s.message().starts_with("etcdserver:")
+        }
+        _ => false,
+    }
+}
+
+/// Whether `T` is among the sources of `e` (typed, never by text).
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<T>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// What a failed call says about its effect (see [`Failure`]).
+fn failure(e: &etcd_client::Error) -> Failure {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            use tonic::Code;
+            if caused_by::<tonic::ConnectError>(s) {
+                return Failure::NotSent;
+            }
+            // etcd's rpctypes.ErrGRPCNoLeader, defined by its text. With `require_leader` the
+            // member's interceptor answers it before the request reaches raft; a proposal that
+            // loses its leader later ends as "leader changed" or a timeout (unknown) instead.
+            if s.code() == Code::Unavailable && s.message() == "etcdserver: no leader" {
+                return Failure::NotProposed;
+            }
+            // A status the client made itself from a transport error (it has a source: hyper,
+            // h2, a timeout), whatever its code: the request may have been sent.
+            if std::error::Error::source(s).is_some() {
+                return Failure::Unknown;
+            }
+            match s.code() {
+                Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Cancelled
+                | Code::Aborted
+                | Code::ResourceExhausted
+                | Code::Unknown => Failure::Unknown,
+                _ => Failure::Answered,
             }
         }
+        etcd_client::Error::TransportError(t) if caused_by::<tonic::ConnectError>(t) => {
+            Failure::NotSent
+        }
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => Failure::Unknown,
+        _ => Failure::Answered,
     }
 }
 
@@ -350,13 +494,22 @@ impl Kv for EtcdStore {
         let opts = get_options(ns, &req);
         let key = ns_key(ns, &req.key);
         let resp = self
-            .call(|mut c| async move { c.get(key, Some(opts)).await })
+            .call(true, |mut c| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { c.get(key, Some(opts)).await }
+            })
             .await?;
         Ok(range_response(ns, resp))
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         let ns = self.inner.config.namespace.as_slice();
+        // Only reads: idempotent by construction, so retried after any temporary failure.
+        let read_only = txn
+            .success
+            .iter()
+            .chain(&txn.failure)
+            .all(|op| matches!(op, TxnOp::Range(_)));
         let ops = |ops: Vec<TxnOp>| ops.into_iter().map(|o| txn_op(ns, o)).collect::<Vec<_>>();
         let t = EtcdTxn::new()
             .when(
@@ -367,7 +520,12 @@ impl Kv for EtcdStore {
             )
             .and_then(ops(txn.success))
             .or_else(ops(txn.failure));
-        let resp = self.call(|mut c| async move { c.txn(t).await }).await?;
+        let resp = self
+            .call(read_only, |mut c| {
+                let t = t.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
         let revision = resp
             .header()
             .map_or(0, etcd_client::ResponseHeader::revision);
