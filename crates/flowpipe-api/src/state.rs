@@ -11,6 +11,7 @@ use flowpipe_store::Store;
 
 use crate::auth::ApiKey;
 use crate::settings::HttpSettings;
+use crate::telemetry::Telemetry;
 
 /// The real environment: system clock, random UUIDs, tokio timers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,12 +47,24 @@ struct Inner {
     store: Store,
     http: HttpSettings,
     api_key: Option<ApiKey>,
+    telemetry: Telemetry,
     draining: AtomicBool,
 }
 
 impl AppState {
-    /// The state of a process serving `store`.
+    /// The state of a process serving `store`, without telemetry.
     pub fn new(store: Store, http: HttpSettings, api_key: Option<ApiKey>) -> Self {
+        Self::with_telemetry(store, http, api_key, Telemetry::disabled())
+    }
+
+    /// The state of a process serving `store` and recording into `telemetry` (whose
+    /// [`Telemetry::instrument`] the store should already have been through).
+    pub fn with_telemetry(
+        store: Store,
+        http: HttpSettings,
+        api_key: Option<ApiKey>,
+        telemetry: Telemetry,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 flows: FlowRegistry::new(store.clone(), SystemEnvironment),
@@ -59,6 +72,7 @@ impl AppState {
                 store,
                 http,
                 api_key,
+                telemetry,
                 draining: AtomicBool::new(false),
             }),
         }
@@ -92,6 +106,11 @@ impl AppState {
     /// The HTTP settings.
     pub fn http(&self) -> &HttpSettings {
         &self.inner.http
+    }
+
+    /// The process's telemetry.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 
     /// The API key requests must carry, when authentication is enabled.

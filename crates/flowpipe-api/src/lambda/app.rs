@@ -25,6 +25,7 @@ use super::config::{EtcdSource, LambdaConfig};
 use super::secret::{default_secrets_client, fetch_secret, secret_label};
 use super::{RETRY_AFTER, SECRET_VAR};
 use crate::error::RestError;
+use crate::telemetry::Telemetry;
 use crate::{AppState, router};
 
 /// Settings of [`LambdaApp`] that tests change.
@@ -35,6 +36,9 @@ pub struct Options {
     pub secrets_client: Option<aws_sdk_secretsmanager::Client>,
     /// Overrides [`RETRY_AFTER`].
     pub retry_after: Option<Duration>,
+    /// What the function records into and flushes before each response
+    /// ([`super::init_telemetry`]); disabled by default.
+    pub telemetry: Telemetry,
 }
 
 /// The function: a tower service from API Gateway requests (as `lambda_http` converts them) to
@@ -50,6 +54,7 @@ struct Inner {
     secrets: OnceCell<aws_sdk_secretsmanager::Client>,
     retry_after: Duration,
     router: OnceCell<Router>,
+    telemetry: Telemetry,
     /// The last failed attempt; its lock also makes concurrent first requests build once.
     failure: Mutex<Option<(Instant, String)>>,
 }
@@ -58,11 +63,16 @@ impl LambdaApp {
     /// The function as configured by the environment. Does no I/O; a bad variable is logged
     /// here and answered with 503 on every request.
     pub fn from_env() -> Self {
+        Self::from_env_with(Options::default())
+    }
+
+    /// As [`LambdaApp::from_env`], with `options`.
+    pub fn from_env_with(options: Options) -> Self {
         let config = LambdaConfig::from_env();
         if let Err(e) = &config {
             tracing::error!("configuration error: {e}");
         }
-        Self::from_config(config, Options::default())
+        Self::from_config(config, options)
     }
 
     /// The function on `config`.
@@ -79,6 +89,7 @@ impl LambdaApp {
                 secrets: OnceCell::new_with(options.secrets_client),
                 retry_after: options.retry_after.unwrap_or(RETRY_AFTER),
                 router: OnceCell::new(),
+                telemetry: options.telemetry,
                 failure: Mutex::new(None),
             }),
         }
@@ -131,15 +142,28 @@ impl LambdaApp {
             auth = config.api_key.is_some(),
             "store configured"
         );
-        Ok(router(AppState::new(
-            store,
+        let telemetry = self.inner.telemetry.clone();
+        Ok(router(AppState::with_telemetry(
+            telemetry.instrument(store),
             config.http.clone(),
             config.api_key.clone(),
+            telemetry,
         )))
     }
 
-    /// Serves one request.
+    /// Serves one request, then flushes its telemetry when exporting OTLP: Lambda may freeze
+    /// the environment as soon as the response is returned.
     pub async fn handle<B>(&self, req: Request<B>) -> Response
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let resp = self.serve(req).await;
+        self.inner.telemetry.flush_invocation().await;
+        resp
+    }
+
+    async fn serve<B>(&self, req: Request<B>) -> Response
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
