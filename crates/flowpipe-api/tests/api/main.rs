@@ -10,3 +10,4 @@ mod lambda;
 mod readme;
 mod rest;
 mod security;
+mod telemetry;
