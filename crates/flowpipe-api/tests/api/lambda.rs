@@ -888,7 +888,7 @@ async fn without_a_collector_the_http_metrics_are_emf_lines() {
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = Arc::clone(&lines);
     let emf = EmfWriter::with_sink("flow-api", move |l| {
-        sink.lock().unwrap().push(l.to_string())
+        sink.lock().unwrap().push(l.to_string());
     });
     let mut config = LambdaConfig::new(EtcdSource::Endpoints(etcd().endpoints()));
     config.namespace = unique_namespace().into_bytes();
