@@ -17,6 +17,7 @@
 //! ```
 
 mod core_direct;
+mod otel;
 mod raw;
 mod recording;
 mod report;
@@ -86,6 +87,13 @@ struct Args {
     /// `RUST_LOG` of the API server (default: its own default, `info`).
     #[arg(long)]
     server_log: Option<String>,
+    /// Operations of the observability rows: each against a second API server exporting OTLP
+    /// to a collector in this process, and against the first (observability off).
+    #[arg(long, value_delimiter = ',', default_value = "create,get,update", value_parser = Op::parse)]
+    otel_ops: Vec<Op>,
+    /// Concurrency of the observability rows.
+    #[arg(long, default_value_t = 16)]
+    otel_concurrency: usize,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -280,6 +288,7 @@ async fn bench(a: Args) -> BenchResult<()> {
             a.server_bin.as_deref(),
             a.server_log.as_deref(),
             log,
+            &[],
         )
         .await?;
         progress!(
@@ -383,6 +392,39 @@ async fn bench(a: Args) -> BenchResult<()> {
         let peak_rss = api.hwm_kib();
         drop(sampler);
 
+        progress!("observability rows: a second API server exporting OTLP to a collector here");
+        let collector = flowpipe_testkit::otlp::Receiver::start_counting();
+        let otel_log = std::env::temp_dir().join(format!("flow-bench-{tag}-server-otel.log"));
+        let api_otel = ApiProcess::start(
+            &endpoints,
+            a.server_bin.as_deref(),
+            a.server_log.as_deref(),
+            otel_log,
+            &otel::server_env(collector.addr),
+        )
+        .await?;
+        let otel_clients = Clients::connect(
+            api_otel.http,
+            api_otel.grpc,
+            kv.clone(),
+            clients.core.clone(),
+            &format!("{tag}-o"),
+        )
+        .await?;
+        let mut otel = otel::study(
+            (&clients, api.pid),
+            (&otel_clients, api_otel.pid),
+            &a.otel_ops,
+            a.otel_concurrency.max(1),
+            rounds,
+            warmup,
+            measure,
+        )
+        .await?;
+        drop(otel_clients);
+        api_otel.stop_gracefully()?;
+        otel.received(&collector);
+
         progress!(
             "seeding the list study through the core ({list_flows} flows × 1 and × {} versions)",
             a.list_versions
@@ -439,6 +481,7 @@ async fn bench(a: Args) -> BenchResult<()> {
             idle_rss_kib: idle_rss,
             peak_rss_kib: peak_rss,
             etcd_cpu: etcd_pid.is_some(),
+            otel,
             elapsed: started.elapsed(),
         };
         print!("{}", report.render());

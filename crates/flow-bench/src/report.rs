@@ -70,6 +70,7 @@ pub struct Report {
     pub idle_rss_kib: Option<u64>,
     pub peak_rss_kib: Option<u64>,
     pub etcd_cpu: bool,
+    pub otel: crate::otel::OtelStudy,
     pub elapsed: Duration,
 }
 
@@ -445,6 +446,50 @@ impl Report {
                     );
                 }
             }
+        }
+
+        let _ = writeln!(s, "\n### Observability: OTLP on ÷ off\n");
+        let _ = writeln!(
+            s,
+            "The same operations against a second API server with `FLOW_OBSERVABILITY_ENABLED=true`, exporting metrics (every 5 s) and every span over OTLP/gRPC to a collector in this process (`{}` spans and {} metric exports received), rounds interleaved with the server that has it off. Ratio: the median of the per-round throughput ratios. CPU: the server's µs per operation.\n",
+            self.otel.spans, self.otel.metric_exports
+        );
+        let _ = writeln!(
+            s,
+            "| op | conc | transport | ops/s off | ops/s on | ops/s on ÷ off | p50 ms off | p50 ms on | CPU µs off | CPU µs on | target (≥ {:.2}) | errors |",
+            crate::otel::MIN_RATIO
+        );
+        let _ = writeln!(
+            s,
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+        );
+        for r in &self.otel.rows {
+            let ok = r.ratio >= crate::otel::MIN_RATIO && r.errors == 0;
+            if !ok {
+                misses.push(format!(
+                    "{} {} throughput with observability on at c={}: {:.3} × off",
+                    r.op.name(),
+                    r.transport.name(),
+                    r.conc,
+                    r.ratio
+                ));
+            }
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} |",
+                r.op.name(),
+                r.conc,
+                r.transport.name(),
+                r.off.0,
+                r.on.0,
+                r.ratio,
+                r.off.1,
+                r.on.1,
+                opt(r.off.2, 0),
+                opt(r.on.2, 0),
+                verdict(ok),
+                r.errors
+            );
         }
 
         let _ = writeln!(s, "\n### Server memory\n");

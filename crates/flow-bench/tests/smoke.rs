@@ -23,6 +23,10 @@ fn flow_bench_runs_every_row_and_reports_every_target() {
             "5",
             "--study-concurrency",
             "1",
+            "--otel-ops",
+            "get,create",
+            "--otel-concurrency",
+            "2",
         ])
         .output()
         .expect("flow-bench runs");
@@ -34,6 +38,7 @@ fn flow_bench_runs_every_row_and_reports_every_target() {
         "### Targets against core-direct (baseline a)",
         "### etcd round trips per operation",
         "### ListFlows: 120 flows × 1 version vs × 5 versions",
+        "### Observability: OTLP on ÷ off",
         "### Server memory",
         "### Summary",
     ] {
@@ -47,6 +52,17 @@ fn flow_bench_runs_every_row_and_reports_every_target() {
             }
         }
     }
+    // Observability rows: both transports, and the collector received the "on" server's spans.
+    for op in ["get", "create"] {
+        for transport in ["REST", "gRPC"] {
+            let row = format!("| {op} | 2 | {transport} |");
+            assert!(report.contains(&row), "no row {row:?} in:\n{report}");
+        }
+    }
+    assert!(
+        !report.contains("(`0` spans"),
+        "no span reached the collector:\n{report}"
+    );
     // The round trips are counts, not timings: they are exact on every machine.
     for (op, n) in [
         ("create (new name)", 1),

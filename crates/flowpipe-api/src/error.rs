@@ -11,6 +11,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 use flowpipe_core::error::ERROR_DOMAIN;
 use flowpipe_core::{Advice, Code, Error};
 
+use crate::telemetry::ErrorCode;
+
 /// Logs errors that are the server's (or its store's) fault; client errors are the client's
 /// business and are only visible in the access log's status code.
 fn log_server_fault(e: &Error) {
@@ -68,6 +70,12 @@ impl IntoResponse for RestError {
         }
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (status, body).into_response();
+        // For the request's span (crate::telemetry::http): the contract's code, not only the
+        // HTTP status.
+        resp.extensions_mut().insert(ErrorCode {
+            code: e.code() as i32,
+            reason: e.reason(),
+        });
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -11,6 +11,7 @@ use flowpipe_store::Store;
 
 use crate::auth::ApiKey;
 use crate::settings::HttpSettings;
+use crate::telemetry::Telemetry;
 
 /// The real environment: system clock, random UUIDs, tokio timers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,6 +63,7 @@ struct Inner {
     store: Store,
     http: HttpSettings,
     api_key: Option<ApiKey>,
+    telemetry: Telemetry,
     draining: AtomicBool,
     backfill: IndexBackfill,
     /// On-demand backfill: done, or when it last failed. Its lock makes concurrent first lists
@@ -70,17 +72,30 @@ struct Inner {
 }
 
 impl AppState {
-    /// The state of a long-running process serving `store` (the name index is built at
-    /// start-up, see [`IndexBackfill::AtStartup`]).
+    /// The state of a long-running process serving `store`, without telemetry (the name index
+    /// is built at start-up, see [`IndexBackfill::AtStartup`]).
     pub fn new(store: Store, http: HttpSettings, api_key: Option<ApiKey>) -> Self {
-        Self::with_backfill(store, http, api_key, IndexBackfill::AtStartup)
+        Self::with_telemetry(store, http, api_key, Telemetry::disabled())
     }
 
-    /// The state of a process serving `store`, building the name index as `backfill` says.
-    pub fn with_backfill(
+    /// The state of a long-running process serving `store` and recording into `telemetry`
+    /// (whose [`Telemetry::instrument`] the store should already have been through).
+    pub fn with_telemetry(
         store: Store,
         http: HttpSettings,
         api_key: Option<ApiKey>,
+        telemetry: Telemetry,
+    ) -> Self {
+        Self::with(store, http, api_key, telemetry, IndexBackfill::AtStartup)
+    }
+
+    /// The state of a process serving `store`, recording into `telemetry` and building the name
+    /// index as `backfill` says.
+    pub fn with(
+        store: Store,
+        http: HttpSettings,
+        api_key: Option<ApiKey>,
+        telemetry: Telemetry,
         backfill: IndexBackfill,
     ) -> Self {
         AppState {
@@ -90,6 +105,7 @@ impl AppState {
                 store,
                 http,
                 api_key,
+                telemetry,
                 draining: AtomicBool::new(false),
                 backfill,
                 backfilled: tokio::sync::Mutex::new(Err(None)),
@@ -151,6 +167,11 @@ impl AppState {
                 *backfilled = Err(Some(std::time::Instant::now()));
             }
         }
+    }
+
+    /// The process's telemetry.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 
     /// The API key requests must carry, when authentication is enabled.

@@ -303,6 +303,7 @@ struct CreateSchema<'a, K, E> {
 }
 
 impl<K: Kv, E: Environment> Write for CreateSchema<'_, K, E> {
+    const NAME: &'static str = "create_schema";
     type State = SchemaState;
     type Output = SchemaDefinition;
 
@@ -366,6 +367,7 @@ struct DeleteSchema<'a> {
 }
 
 impl Write for DeleteSchema<'_> {
+    const NAME: &'static str = "delete_schema";
     type State = ();
     type Output = ();
 

@@ -26,6 +26,7 @@ use super::secret::{fetch_secret, secret_label, secrets_client_from_env};
 use super::{RETRY_AFTER, SECRET_VAR};
 use crate::error::RestError;
 use crate::state::IndexBackfill;
+use crate::telemetry::Telemetry;
 use crate::{AppState, router};
 
 /// Settings of [`LambdaApp`] that tests change.
@@ -37,6 +38,9 @@ pub struct Options {
     pub secrets_client: Option<aws_sdk_secretsmanager::Client>,
     /// Overrides [`RETRY_AFTER`].
     pub retry_after: Option<Duration>,
+    /// What the function records into and flushes before each response
+    /// ([`super::init_telemetry`]); disabled by default.
+    pub telemetry: Telemetry,
 }
 
 /// The function: a tower service from API Gateway requests (as `lambda_http` converts them) to
@@ -52,6 +56,7 @@ struct Inner {
     secrets: OnceCell<aws_sdk_secretsmanager::Client>,
     retry_after: Duration,
     router: OnceCell<Router>,
+    telemetry: Telemetry,
     /// The last failed attempt; its lock also makes concurrent first requests build once.
     failure: Mutex<Option<(Instant, String)>>,
 }
@@ -60,11 +65,16 @@ impl LambdaApp {
     /// The function as configured by the environment. Does no I/O; a bad variable is logged
     /// here and answered with 503 on every request.
     pub fn from_env() -> Self {
+        Self::from_env_with(Options::default())
+    }
+
+    /// As [`LambdaApp::from_env`], with `options`.
+    pub fn from_env_with(options: Options) -> Self {
         let config = LambdaConfig::from_env();
         if let Err(e) = &config {
             tracing::error!("configuration error: {e}");
         }
-        Self::from_config(config, Options::default())
+        Self::from_config(config, options)
     }
 
     /// The function on `config`.
@@ -81,6 +91,7 @@ impl LambdaApp {
                 secrets: OnceCell::new_with(options.secrets_client),
                 retry_after: options.retry_after.unwrap_or(RETRY_AFTER),
                 router: OnceCell::new(),
+                telemetry: options.telemetry,
                 failure: Mutex::new(None),
             }),
         }
@@ -140,16 +151,29 @@ impl LambdaApp {
         );
         // Frozen between invocations, an execution environment builds a missing name index on
         // its first ListFlows, not in the background.
-        Ok(router(AppState::with_backfill(
-            store,
+        let telemetry = self.inner.telemetry.clone();
+        Ok(router(AppState::with(
+            telemetry.instrument(store),
             config.http.clone(),
             config.api_key.clone(),
+            telemetry,
             IndexBackfill::OnFirstUnindexedList,
         )))
     }
 
-    /// Serves one request.
+    /// Serves one request, then flushes its telemetry when exporting OTLP: Lambda may freeze
+    /// the environment as soon as the response is returned.
     pub async fn handle<B>(&self, req: Request<B>) -> Response
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let resp = self.serve(req).await;
+        self.inner.telemetry.flush_invocation().await;
+        resp
+    }
+
+    async fn serve<B>(&self, req: Request<B>) -> Response
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,

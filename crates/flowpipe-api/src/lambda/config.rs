@@ -6,7 +6,7 @@ use flowpipe_store::{EtcdConfig, EtcdConfigError};
 use super::{ENDPOINTS_VAR, SECRET_VAR};
 use crate::ApiKey;
 use crate::settings::{
-    self, API_KEY_VAR, AUTH_ENABLED_VAR, EtcdTimeouts, HttpSettings, parse_bool,
+    self, API_KEY_VAR, AUTH_ENABLED_VAR, EtcdTimeouts, HttpSettings, TelemetrySettings, parse_bool,
 };
 
 /// Where the function finds etcd.
@@ -37,6 +37,8 @@ pub struct LambdaConfig {
     pub namespace: Vec<u8>,
     /// `FLOW_ETCD_DIAL_TIMEOUT` and the other etcd timeouts, as on the local server.
     pub etcd_timeouts: EtcdTimeouts,
+    /// As on the local server (`FLOW_OBSERVABILITY_ENABLED`, `FLOW_LOG_LEVEL`, `OTEL_*`).
+    pub telemetry: TelemetrySettings,
 }
 
 impl LambdaConfig {
@@ -48,6 +50,7 @@ impl LambdaConfig {
             api_key: None,
             namespace: Vec::new(),
             etcd_timeouts: EtcdTimeouts::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 
@@ -97,12 +100,14 @@ impl LambdaConfig {
         let api_key = settings::api_key(auth_enabled, get(API_KEY_VAR).as_deref(), "")?;
         let http = HttpSettings::from_env(&var)?;
         let etcd_timeouts = EtcdTimeouts::from_env(&var)?;
+        let telemetry = TelemetrySettings::from_env(&var)?;
         Ok(LambdaConfig {
             etcd,
             http,
             api_key,
             namespace: Vec::new(),
             etcd_timeouts,
+            telemetry,
         })
     }
 }
@@ -186,5 +191,15 @@ mod tests {
         let e = config(&[base, ("FLOW_ETCD_REQUEST_TIMEOUT", "x")]).unwrap_err();
         assert!(e.starts_with("FLOW_ETCD_REQUEST_TIMEOUT: "), "{e}");
         assert!(config(&[base, ("FLOW_HTTP_BODY_LIMIT", "0")]).is_err());
+        let c = config(&[
+            base,
+            ("FLOW_OBSERVABILITY_ENABLED", "true"),
+            ("FLOW_LOG_LEVEL", "Error"),
+        ])
+        .unwrap();
+        assert!(c.telemetry.enabled);
+        assert_eq!(c.telemetry.log_level, settings::LogLevel::Error);
+        let e = config(&[base, ("FLOW_LOG_LEVEL", "chatty")]).unwrap_err();
+        assert!(e.starts_with("FLOW_LOG_LEVEL: "), "{e}");
     }
 }

@@ -22,13 +22,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use flowpipe_core::json;
 use flowpipe_core::proto::v1::{CreateFlowRequest, Flow, SchemaDefinition, UpdateFlowRequest};
 use flowpipe_core::{Detail, Error, FieldViolation};
 
 use crate::error::RestError;
+use crate::telemetry::HttpTelemetryLayer;
 
 use crate::state::AppState;
 
@@ -102,23 +102,8 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|req: &Request| {
-                            let id = req
-                                .headers()
-                                .get("x-request-id")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("");
-                            tracing::info_span!(
-                                "http",
-                                method = %req.method(),
-                                path = %req.uri().path(),
-                                request_id = %id,
-                            )
-                        })
-                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-                )
+                // The server span, access log and request metrics (crate::telemetry::http).
+                .layer(HttpTelemetryLayer::new(state.telemetry()))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(panic_response)),
         )

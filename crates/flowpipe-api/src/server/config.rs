@@ -15,7 +15,11 @@ use flowpipe_store::{EtcdConfig, EtcdConfigError, StoreConfig};
 
 use super::tls::TlsIdentity;
 use crate::ApiKey;
-use crate::settings::{self, HttpSettings, parse_body_limit, parse_bool, parse_duration};
+use crate::settings::{
+    self, GRPC_TLS_SERVER_NAME_VAR, HttpSettings, LOG_LEVEL_VAR, OBSERVABILITY_ENABLED_VAR,
+    OTLP_ENDPOINT_VAR, RESOURCE_ATTRIBUTES_VAR, SDK_DISABLED_VAR, TelemetrySettings,
+    parse_body_limit, parse_bool, parse_duration,
+};
 
 /// The embedded store's file name inside the data directory.
 pub const EMBEDDED_FILE: &str = "flowpipe.redb";
@@ -133,6 +137,24 @@ struct Args {
     grpc_tls_cert: Option<PathBuf>,
     #[arg(long = "grpc-tls-key", env = "FLOW_GRPC_TLS_KEY")]
     grpc_tls_key: Option<PathBuf>,
+    /// Accepted for compatibility with the original API's helm chart, where it named the gRPC
+    /// server for an internal REST-to-gRPC hop this API does not have: checked, no effect.
+    #[arg(long = "grpc-tls-server-name", env = "FLOW_GRPC_TLS_SERVER_NAME")]
+    grpc_tls_server_name: Option<String>,
+
+    /// Export metrics and traces over OTLP/gRPC (README, "Observability").
+    #[arg(long = "observability-enabled", env = "FLOW_OBSERVABILITY_ENABLED", num_args = 0..=1, default_missing_value = "true")]
+    observability_enabled: Option<String>,
+    /// Log level: debug, info, warn or error (RUST_LOG, when set, wins) [default: info].
+    #[arg(long = "log-level", env = "FLOW_LOG_LEVEL", global = true)]
+    log_level: Option<String>,
+    /// The resource's service.name [default: flow-api].
+    #[arg(long = "service-name", env = "OTEL_SERVICE_NAME")]
+    service_name: Option<String>,
+    /// The OTLP/gRPC collector: host:port (plaintext) or http(s)://host:port
+    /// [default: http://localhost:4317].
+    #[arg(long = "otel-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otel_endpoint: Option<String>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -169,6 +191,7 @@ pub struct Config {
     pub json_logs: bool,
     /// Serve (`None`), or the command to run instead.
     pub command: Option<Command>,
+    pub telemetry: TelemetrySettings,
 }
 
 /// A configuration problem: one line, for stderr.
@@ -270,6 +293,39 @@ fn etcd_error(e: EtcdConfigError) -> ConfigError {
     })
 }
 
+/// The observability settings from their flags (or variables, which clap has read into them) and
+/// the two standard variables without a flag. Values are checked here, not by clap, so that a
+/// bad one is the same one line as every other configuration problem.
+fn telemetry_settings(
+    enabled: Option<String>,
+    log_level: Option<String>,
+    service_name: Option<String>,
+    endpoint: Option<String>,
+    grpc_tls_server_name: Option<String>,
+) -> Result<TelemetrySettings, ConfigError> {
+    let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let bad = |var: &str, e: String| ConfigError(format!("invalid {var}: {e}"));
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let enabled = match given(enabled) {
+        Some(v) => parse_bool(&v).map_err(|e| bad(OBSERVABILITY_ENABLED_VAR, e))?,
+        None => false,
+    };
+    Ok(TelemetrySettings {
+        enabled: enabled && !settings::sdk_disabled(env(SDK_DISABLED_VAR).as_deref()),
+        log_level: given(log_level)
+            .map(|v| settings::parse_log_level(&v).map_err(|e| bad(LOG_LEVEL_VAR, e)))
+            .transpose()?
+            .unwrap_or_default(),
+        service_name: settings::service_name(service_name, env(RESOURCE_ATTRIBUTES_VAR)),
+        endpoint: given(endpoint)
+            .map(|v| settings::parse_otlp_endpoint(&v).map_err(|e| bad(OTLP_ENDPOINT_VAR, e)))
+            .transpose()?,
+        grpc_tls_server_name: given(grpc_tls_server_name)
+            .map(|v| settings::parse_server_name(&v).map_err(|e| bad(GRPC_TLS_SERVER_NAME_VAR, e)))
+            .transpose()?,
+    })
+}
+
 fn data_dir_ready(dir: &std::path::Path) -> Result<(), ConfigError> {
     let bad = |e: std::io::Error| {
         ConfigError(format!(
@@ -360,6 +416,13 @@ impl Config {
                 )));
             }
         };
+        let telemetry = telemetry_settings(
+            a.observability_enabled,
+            a.log_level,
+            a.service_name,
+            a.otel_endpoint,
+            a.grpc_tls_server_name,
+        )?;
         Ok(Config {
             http_addr,
             grpc_addr,
@@ -375,6 +438,7 @@ impl Config {
             grpc_tls: tls_identity("grpc", a.grpc_tls_enabled, a.grpc_tls_cert, a.grpc_tls_key)?,
             json_logs,
             command: a.command,
+            telemetry,
         })
     }
 
@@ -390,6 +454,7 @@ impl Config {
             grpc_tls: None,
             json_logs: false,
             command: None,
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
@@ -548,6 +613,54 @@ mod tests {
         );
         assert_eq!(e.keepalive_interval, Duration::from_millis(750));
         assert_eq!(e.keepalive_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn observability_flags_and_their_errors() {
+        let c = load(&["--store", "etcd"]).unwrap();
+        assert_eq!(c.telemetry, TelemetrySettings::default());
+        let c = load(&[
+            "--store",
+            "etcd",
+            "--observability-enabled",
+            "--log-level",
+            "DEBUG",
+            "--service-name",
+            "flow-api-staging",
+            "--otel-endpoint",
+            "collector:4317",
+            "--grpc-tls-server-name",
+            "flow-api.flowpipe.svc",
+        ])
+        .unwrap();
+        assert!(c.telemetry.enabled);
+        assert_eq!(c.telemetry.log_level, settings::LogLevel::Debug);
+        assert_eq!(c.telemetry.service_name, "flow-api-staging");
+        assert_eq!(
+            c.telemetry.endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(
+            c.telemetry.grpc_tls_server_name.as_deref(),
+            Some("flow-api.flowpipe.svc")
+        );
+        for (flag, value, var) in [
+            ("--log-level", "loud", "FLOW_LOG_LEVEL"),
+            (
+                "--otel-endpoint",
+                "ftp://x:1",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            (
+                "--observability-enabled",
+                "sometimes",
+                "FLOW_OBSERVABILITY_ENABLED",
+            ),
+            ("--grpc-tls-server-name", "a b", "FLOW_GRPC_TLS_SERVER_NAME"),
+        ] {
+            let e = load(&["--store", "etcd", flag, value]).unwrap_err();
+            assert!(e.0.starts_with(&format!("invalid {var}: ")), "{e}");
+        }
     }
 
     #[test]

@@ -12,22 +12,7 @@ pub use config::{Command, Config, ConfigError, IndexCommand};
 pub use serve::{Server, shutdown_signal};
 pub use tls::TlsIdentity;
 
-/// Logs to stderr, as text or JSON lines, filtered by `RUST_LOG` (default `info`). Text is
-/// coloured only on a terminal: a log file or journald must not collect escape codes.
-pub fn init_logging(json: bool) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
-}
+use crate::telemetry::{self, Host};
 
 /// `flow-api index rebuild`: builds the name index of the configured store and says what it did.
 async fn rebuild_index(config: Config) -> ExitCode {
@@ -60,7 +45,8 @@ async fn rebuild_index(config: Config) -> ExitCode {
 }
 
 /// The `flow-api` program: configuration from the process's arguments and environment, then
-/// serve until SIGINT/SIGTERM. Configuration problems are one line on stderr and exit code 2.
+/// logging and telemetry (`crate::telemetry::init`), then serve until SIGINT/SIGTERM, then flush
+/// the telemetry. Configuration problems are one line on stderr and exit code 2.
 pub async fn run() -> ExitCode {
     let config = match Config::load(std::env::args()) {
         // A bad value, from a flag or its variable, is one line like every other configuration
@@ -90,11 +76,19 @@ pub async fn run() -> ExitCode {
         }
         Ok(Ok(c)) => c,
     };
-    init_logging(config.json_logs);
+    let telemetry = match telemetry::init(&config.telemetry, Host::Server, config.json_logs) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("flow-api: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(Command::Index(IndexCommand::Rebuild)) = config.command {
-        return rebuild_index(config).await;
+        let code = rebuild_index(config).await;
+        telemetry.shutdown().await;
+        return code;
     }
-    let server = match Server::bind(config).await {
+    let server = match Server::bind_with_telemetry(config, telemetry).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("flow-api: {e}");

@@ -13,3 +13,4 @@ mod protojson;
 mod readme;
 mod rest;
 mod security;
+mod telemetry;

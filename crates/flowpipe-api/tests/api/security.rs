@@ -143,9 +143,9 @@ fn the_key_never_appears_in_debug_output() {
 }
 
 /// A server certificate for localhost/127.0.0.1 and its key, as PEM.
-struct TlsFiles {
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
+pub(crate) struct TlsFiles {
+    pub(crate) cert_pem: Vec<u8>,
+    pub(crate) key_pem: Vec<u8>,
 }
 
 impl TlsFiles {
@@ -155,7 +155,7 @@ impl TlsFiles {
 }
 
 /// A CA and a server certificate for localhost/127.0.0.1 signed by it, as PEM.
-fn test_pki() -> (String, TlsFiles) {
+pub(crate) fn test_pki() -> (String, TlsFiles) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();

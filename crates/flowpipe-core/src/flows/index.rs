@@ -116,6 +116,7 @@ struct BatchState {
 }
 
 impl Write for IndexBatch {
+    const NAME: &'static str = "index_flows";
     type State = BatchState;
     type Output = BatchState;
 
@@ -182,6 +183,7 @@ impl Write for IndexBatch {
 struct MarkReady;
 
 impl Write for MarkReady {
+    const NAME: &'static str = "mark_index_ready";
     type State = ();
     type Output = ();
 

@@ -232,6 +232,7 @@ struct CreateState {
 }
 
 impl<K: Kv, E: Environment> Write for CreateFlow<'_, K, E> {
+    const NAME: &'static str = "create_flow";
     type State = CreateState;
     type Output = Flow;
 
@@ -348,6 +349,7 @@ fn version_mismatch(name: &FlowName, active: VersionNumber, expected: VersionNum
 }
 
 impl<K: Kv, E: Environment> Write for UpdateFlow<'_, K, E> {
+    const NAME: &'static str = "update_flow";
     type State = UpdateState;
     type Output = Flow;
 
@@ -477,6 +479,7 @@ struct RollbackFlow<'a, K, E> {
 }
 
 impl<K: Kv, E: Environment> Write for RollbackFlow<'_, K, E> {
+    const NAME: &'static str = "rollback_flow";
     type State = FlowHead;
     type Output = Flow;
 
@@ -533,6 +536,7 @@ struct DeleteFlow<'a, K, E> {
 }
 
 impl<K: Kv, E: Environment> Write for DeleteFlow<'_, K, E> {
+    const NAME: &'static str = "delete_flow";
     type State = FlowHead;
     type Output = ();
 

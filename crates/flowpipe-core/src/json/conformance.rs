@@ -618,8 +618,9 @@ fn every_problem_is_listed() {
             "nope"
         ]
     );
+    let summary = e.message();
     assert!(
-        e.message().starts_with("5 problems found; first: mode: "),
+        summary.starts_with("5 problems found; first: mode: "),
         "{e}"
     );
     // A hostile number of problems is capped, with the true count in the message.
