@@ -347,8 +347,10 @@ pub const ETCD_KEEPALIVE_INTERVAL_VAR: &str = "FLOW_ETCD_KEEPALIVE_INTERVAL";
 /// `FLOW_ETCD_KEEPALIVE_TIMEOUT`: how long a ping may go unanswered before the connection is
 /// closed.
 pub const ETCD_KEEPALIVE_TIMEOUT_VAR: &str = "FLOW_ETCD_KEEPALIVE_TIMEOUT";
+/// `FLOW_ETCD_REQUIRE_LEADER`: requests ask members that lost their leader to say so at once.
+pub const ETCD_REQUIRE_LEADER_VAR: &str = "FLOW_ETCD_REQUIRE_LEADER";
 
-/// How the API waits for etcd; the defaults are [`flowpipe_store::EtcdConfig::new`]'s (see
+/// How the API's etcd client waits and fails over; the defaults are [`flowpipe_store::EtcdConfig::new`]'s (see
 /// RELIABILITY.md for how they were chosen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EtcdTimeouts {
@@ -360,6 +362,8 @@ pub struct EtcdTimeouts {
     pub keepalive_interval: Duration,
     /// `FLOW_ETCD_KEEPALIVE_TIMEOUT`.
     pub keepalive_timeout: Duration,
+    /// `FLOW_ETCD_REQUIRE_LEADER`.
+    pub require_leader: bool,
 }
 
 impl Default for EtcdTimeouts {
@@ -370,6 +374,7 @@ impl Default for EtcdTimeouts {
             request: EtcdConfig::DEFAULT_REQUEST_TIMEOUT,
             keepalive_interval: EtcdConfig::DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: EtcdConfig::DEFAULT_KEEPALIVE_TIMEOUT,
+            require_leader: EtcdConfig::DEFAULT_REQUIRE_LEADER,
         }
     }
 }
@@ -389,6 +394,10 @@ impl EtcdTimeouts {
                 *field = parse_duration(&v).map_err(|e| format!("{name}: {e}"))?;
             }
         }
+        if let Some(v) = var(ETCD_REQUIRE_LEADER_VAR).filter(|v| !v.trim().is_empty()) {
+            t.require_leader =
+                parse_bool(&v).map_err(|e| format!("{ETCD_REQUIRE_LEADER_VAR}: {e}"))?;
+        }
         Ok(t)
     }
 
@@ -398,6 +407,7 @@ impl EtcdTimeouts {
         config.request_timeout = self.request;
         config.keepalive_interval = self.keepalive_interval;
         config.keepalive_timeout = self.keepalive_timeout;
+        config.require_leader = self.require_leader;
     }
 }
 
@@ -570,6 +580,11 @@ mod tests {
         assert_eq!(t.keepalive_interval, Duration::from_millis(500));
         assert_eq!(t.keepalive_timeout, Duration::from_secs(3));
         assert_eq!(t.request, Duration::from_secs(5));
+        assert!(t.require_leader);
+        let t = EtcdTimeouts::from_env(vars(&[("FLOW_ETCD_REQUIRE_LEADER", "false")])).unwrap();
+        assert!(!t.require_leader);
+        let e = EtcdTimeouts::from_env(vars(&[("FLOW_ETCD_REQUIRE_LEADER", "maybe")])).unwrap_err();
+        assert!(e.starts_with("FLOW_ETCD_REQUIRE_LEADER: "), "{e}");
         let e =
             EtcdTimeouts::from_env(vars(&[("FLOW_ETCD_KEEPALIVE_TIMEOUT", "soon")])).unwrap_err();
         assert!(

@@ -94,6 +94,10 @@ struct Args {
     /// How long an etcd ping may go unanswered before the connection is dropped, e.g. "1s".
     #[arg(long = "etcd-keepalive-timeout", env = "FLOW_ETCD_KEEPALIVE_TIMEOUT", global = true, default_value = "1s", value_parser = parse_duration)]
     etcd_keepalive_timeout: Duration,
+    /// Ask etcd members that lost their leader to answer "no leader" at once, so the request
+    /// moves to another member instead of waiting for the request timeout.
+    #[arg(long = "etcd-require-leader", env = "FLOW_ETCD_REQUIRE_LEADER", global = true, default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    etcd_require_leader: bool,
 
     /// Largest REST request body in bytes (larger gets 413).
     #[arg(long = "http-body-limit", env = "FLOW_HTTP_BODY_LIMIT", default_value = "1048576", value_parser = parse_body_limit)]
@@ -395,6 +399,7 @@ impl Config {
                 request_timeout: a.etcd_request_timeout,
                 keepalive_interval: a.etcd_keepalive_interval,
                 keepalive_timeout: a.etcd_keepalive_timeout,
+                require_leader: a.etcd_require_leader,
                 ..EtcdConfig::new(endpoints)
             };
             c.validate().map_err(etcd_error)?;
@@ -591,13 +596,15 @@ mod tests {
                 e.connect_timeout,
                 e.request_timeout,
                 e.keepalive_interval,
-                e.keepalive_timeout
+                e.keepalive_timeout,
+                e.require_leader
             ),
             (
                 defaults.dial,
                 defaults.request,
                 defaults.keepalive_interval,
-                defaults.keepalive_timeout
+                defaults.keepalive_timeout,
+                defaults.require_leader
             )
         );
         let e = etcd(
@@ -608,9 +615,12 @@ mod tests {
                 "750ms",
                 "--etcd-keepalive-timeout",
                 "2s",
+                "--etcd-require-leader",
+                "false",
             ])
             .unwrap(),
         );
+        assert!(!e.require_leader);
         assert_eq!(e.keepalive_interval, Duration::from_millis(750));
         assert_eq!(e.keepalive_timeout, Duration::from_secs(2));
     }

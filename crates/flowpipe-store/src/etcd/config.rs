@@ -36,6 +36,10 @@ pub struct EtcdConfig {
     /// when the ping is not answered within this. A member cut off silently therefore holds a
     /// request for at most about interval + timeout.
     pub keepalive_timeout: Duration,
+    /// Sends etcd's `hasleader` metadata with every request: a member that has lost its leader
+    /// answers "no leader" at once (and the call is tried on another member) instead of holding
+    /// the request until the timeout. On by default ([`EtcdConfig::new`]).
+    pub require_leader: bool,
     /// A prefix put in front of every key, as etcd's `--namespace` proxy option does. Tests use
     /// it to give each test its own keyspace in one etcd. Components that read the keys (the
     /// controller) must use the same namespace; leave it empty in production.
@@ -121,6 +125,8 @@ impl EtcdConfig {
     pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
     /// The default [`EtcdConfig::keepalive_timeout`]: 1 s.
     pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The default [`EtcdConfig::require_leader`]: on.
+    pub const DEFAULT_REQUIRE_LEADER: bool = true;
 
     /// A configuration for `endpoints` with the default timeouts: connect 1 s, request 5 s,
     /// keep-alive pings after 2 s of silence on a connection with a request open, answered
@@ -132,6 +138,7 @@ impl EtcdConfig {
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             keepalive_interval: Self::DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: Self::DEFAULT_KEEPALIVE_TIMEOUT,
+            require_leader: Self::DEFAULT_REQUIRE_LEADER,
             ..Default::default()
         }
     }
@@ -317,6 +324,7 @@ impl fmt::Debug for EtcdConfig {
             .field("request_timeout", &self.request_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("keepalive_timeout", &self.keepalive_timeout)
+            .field("require_leader", &self.require_leader)
             .field("namespace", &String::from_utf8_lossy(&self.namespace))
             .finish()
     }

@@ -135,7 +135,7 @@ impl EtcdStore {
             .with_keep_alive_while_idle(false)
             // A member without a leader answers "no leader" at once instead of holding the
             // request until the timeout; `call` then tries another member.
-            .with_require_leader(true)
+            .with_require_leader(c.require_leader)
             .with_auto_token_refresh(true);
         if let (Some(u), Some(p)) = (&c.username, &c.password) {
             o = o.with_user(u, p);
