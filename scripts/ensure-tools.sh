@@ -4,8 +4,10 @@
 #   build  protoc (protobuf-compiler) and the well-known .proto files it imports
 #          (google/protobuf/*.proto, libprotobuf-dev): etcd-client's and our own code generation
 #   test   the above, plus etcd (etcd-server) for the tests' real etcd, curl (the README
-#          walk-through and `make run-check`), and from PyPI cargo-lambda (`cargo lambda watch`),
-#          moto[server] (a local Secrets Manager) and cfn-lint (template.yaml)
+#          walk-through and `make run-check`), `ip` (iproute2) and `nft` (nftables) for the
+#          partition tests' network namespaces and drop rules (RELIABILITY.md), and from PyPI
+#          cargo-lambda (`cargo lambda watch`), moto[server] (a local Secrets Manager) and
+#          cfn-lint (template.yaml)
 # Each need is checked by what the build actually uses (a file, not only a binary), so a machine
 # with `protoc` but without its include files still gets them. Runs apt-get as root, or through
 # sudo when there is one. PyPI tools go where pip puts them, or, when the system Python refuses
@@ -35,6 +37,10 @@ if [ "$want" = test ]; then
   if [ -z "${ETCD_BIN:-}" ] && ! command -v etcd >/dev/null 2>&1 && [ ! -x /usr/bin/etcd ]; then
     need_apt+=(etcd-server)
   fi
+  # The partition harness (crates/flowpipe-testkit/src/partition.rs) runs both; Debian's
+  # minimal images have neither.
+  command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+  command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 fi
 
 need_pip=()
@@ -69,6 +75,10 @@ fi
 # Check what was promised, so a package that changed its contents fails here, not in a build.
 command -v protoc >/dev/null 2>&1 || { echo "protoc is still missing after installing protobuf-compiler" >&2; exit 1; }
 protoc_includes || { echo "google/protobuf/descriptor.proto is still missing after installing libprotobuf-dev" >&2; exit 1; }
+if [ "$want" = test ]; then
+  command -v ip >/dev/null 2>&1 || { echo "ip is still missing after installing iproute2" >&2; exit 1; }
+  command -v nft >/dev/null 2>&1 || { echo "nft is still missing after installing nftables" >&2; exit 1; }
+fi
 
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing ${need_pip[*]} with pip" >&2
