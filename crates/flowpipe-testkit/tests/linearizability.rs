@@ -223,6 +223,11 @@ fn windows_of_long_histories() {
         for from in [1, 200, 700] {
             let (initial, ops) = window(&refs, from, max).expect("a window");
             assert!(ops.len() <= max && ops.len() > max / 3, "{}", ops.len());
+            let unknown = ops.iter().filter(|o| o.returned.is_none()).count();
+            eprintln!(
+                "{clients} clients, window from v{from}: {} ops, {unknown} of unknown outcome",
+                ops.len()
+            );
             let r = check_from(&ops, initial).unwrap();
             assert!(
                 r.linearization.is_some(),
