@@ -377,9 +377,12 @@ fn api_cut_off_from_every_member() {
         .started(run.cut, run.heal)
         .filter(|o| o.end < run.heal)
         .collect();
+    // Each answer during the fault takes up to the request timeout, so with the short hold
+    // (8 s) a client gets one or two: the bound on every request's latency is `check_all`'s.
     assert!(
-        during.len() > 20,
-        "too few requests answered during the fault"
+        during.len() >= (WRITERS + READERS) as usize / 2,
+        "only {} requests were answered during the fault: requests hang instead of failing",
+        during.len()
     );
     for o in &during {
         assert!(
