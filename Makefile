@@ -3,11 +3,13 @@
 #   make test   install what the tests need, then every check CI runs
 # and one that proves the first on a fresh machine (../shared/fresh-machine run-check):
 #   make run-check  what `make run` does, then create and read back the README's `example` flow
+# and the long version of the partition scenarios that `make test` runs short (RELIABILITY.md):
+#   make partition-test
 CARGO ?= cargo
 # Where scripts/ensure-tools.sh puts PyPI tools when the system Python refuses global installs.
 export PATH := $(CURDIR)/target/tools/venv/bin:$(PATH)
 
-.PHONY: run run-check test lint check-architecture
+.PHONY: run run-check test partition-test lint check-architecture
 
 run:
 	@scripts/ensure-tools.sh build
@@ -19,6 +21,12 @@ run-check:
 
 test: lint
 	$(CARGO) test --workspace --all-targets
+
+# The partition scenarios with their faults held 20 s instead of 8 (needs root, as `make test`);
+# each report is printed and kept in target/tmp/partition/.
+partition-test:
+	@scripts/ensure-tools.sh test
+	FLOW_PARTITION_FULL=1 $(CARGO) test -p flowpipe-api --test partition -- --nocapture --test-threads=1
 
 # Everything but the tests: formatting, lints (the Lambda build on its own too), docs, the SAM
 # template and the layout's rules.
