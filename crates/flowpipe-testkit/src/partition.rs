@@ -470,9 +470,9 @@ impl NetCluster {
     }
 
     /// Client URLs of every member in member order. Use them only from the API runtime
-    /// ([`NetCluster::in_api`]), an [`NetCluster::api_command`] process or a member command:
-    /// from a thread of the host namespace these private addresses are not unreachable but go
-    /// out through the host's default route, to a network that is not ours.
+    /// ([`NetCluster::in_api`]), a process started with [`NetCluster::spawn_in_api`] or a
+    /// member command: from a thread of the host namespace these private addresses are not
+    /// unreachable but go out through the host's default route, to a network that is not ours.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(Member::client_url).collect()
     }
