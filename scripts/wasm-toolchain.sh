@@ -231,7 +231,9 @@ prepare_debian_root() {
     rm -rf "$droot"; mkdir -p "$droot"
     # In a mount namespace of its own, so that the /proc and /sys debootstrap mounts inside the
     # root vanish with it even when it is killed: nothing is left mounted under target/.
-    unshare --mount --propagation private \
+    # (--propagation unchanged, then rprivate where possible: inside a chroot / is no mount
+    # point and unshare's own --propagation private fails.)
+    unshare --mount --propagation unchanged sh -c 'mount --make-rprivate / 2>/dev/null || true; exec "$@"' sh \
       debootstrap --variant=minbase "$DEBIAN_ROOT_SUITE" "$droot" "$mirror" >"$state/debootstrap.log" 2>&1 \
       || { why="debootstrap $DEBIAN_ROOT_SUITE failed ($(tail -1 "$state/debootstrap.log"))"; return 1; }
     printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
