@@ -132,8 +132,13 @@ private_apt_update() {
   [ -f "$keyring" ] && opts="[signed-by=$keyring] "
   : >"$aptdir/sources.list"
   for suite in $DEBIAN_SUITES; do echo "deb $opts$mirror $suite main" >>"$aptdir/sources.list"; done
-  apt-get "${apt_opts[@]}" -qq update >"$aptdir/update.log" 2>&1 \
-    || { why="apt-get update of $DEBIAN_SUITES failed ($(grep -E '^(E|W):' "$aptdir/update.log" | head -1))"; return 1; }
+  # apt-get update exits 0 when it could not fetch an index ("W: Failed to fetch"): a mirror out
+  # of reach must read as a failure, never as "Debian has no such package".
+  if ! apt-get "${apt_opts[@]}" -qq update >"$aptdir/update.log" 2>&1 \
+    || grep -qE '^(E|W): (Failed to fetch|Some index files failed)' "$aptdir/update.log"; then
+    why="apt-get update of $DEBIAN_SUITES failed ($(grep -E '^(E|W):' "$aptdir/update.log" | head -1))"
+    return 1
+  fi
 }
 # Newest version of a package in the private lists whose upstream part satisfies a pattern.
 private_apt_version() {
