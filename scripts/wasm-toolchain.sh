@@ -58,6 +58,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 state=$root/target/wasm
 mkdir -p "$state"
+# One at a time: two make jobs starting wasm builds together would share one apt state and unpack
+# into the same directories.
+exec 9>"$state/.lock"
+flock 9
 
 log() { echo "wasm-toolchain: $*" >&2; }
 die() { echo "wasm-toolchain: $*" >&2; exit 1; }
