@@ -2,7 +2,8 @@
 # wasm-toolchain.sh [-q]: makes `cargo test --target wasm32-wasip1` work on this machine, whatever
 # it has, and says how: writes target/wasm/env.sh (sh syntax, one `export` a line) and prints it
 # (not with -q). Idempotent: a second run only checks its stamps and rewrites env.sh (about 0.1 s).
-# scripts/wasm-cargo runs it and then cargo in that environment; Makefiles should call that.
+# scripts/wasm-cargo runs it and then cargo in that environment; `make wasm-test`
+# (scripts/wasm-test.sh) calls that.
 #
 # Three ways to a wasm32-wasip1 std, first possible wins (WASM_TOOLCHAIN=sysroot|build-std|
 # debian-root forces one):
