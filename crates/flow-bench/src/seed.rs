@@ -288,7 +288,12 @@ fn normalized(key: &str, value: &[u8], uid: &str) -> BenchResult<Vec<u8>> {
 async fn dump(kv: &etcd_client::KvClient, ns: &str) -> BenchResult<Vec<(String, Vec<u8>)>> {
     let resp = kv
         .clone()
-        .get(ns, Some(etcd_client::GetOptions::new().with_prefix()))
+        // Every key the store writes starts `<ns>/flowpipe/`: `<ns>/` as the prefix keeps out
+        // another namespace that merely starts with this one.
+        .get(
+            format!("{ns}/"),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
         .await
         .map_err(|e| format!("layout check: {e}"))?;
     let kvs: Vec<(String, Vec<u8>)> = resp

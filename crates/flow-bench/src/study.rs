@@ -437,7 +437,8 @@ impl Dataset {
         let keys = kv
             .clone()
             .get(
-                ns.as_bytes(),
+                // `<ns>/`: not another namespace that merely starts with this one.
+                format!("{ns}/"),
                 Some(
                     etcd_client::GetOptions::new()
                         .with_prefix()
