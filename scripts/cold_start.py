@@ -186,6 +186,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/bootstrap"))
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an extra variable of the function, e.g. FLOW_OBSERVABILITY_ENABLED=true")
     args = ap.parse_args()
 
     size = os.path.getsize(args.binary)
@@ -208,6 +210,9 @@ def main():
             "AWS_REGION": "eu-west-1",
             "ETCD_ENDPOINTS": etcd_url,
         }
+        for extra in args.env:
+            name, _, value = extra.partition("=")
+            env[name] = value
         scenarios = [
             ("GET /healthz (no etcd I/O)", fixture("apigw-v2-healthz.json")),
             ("POST /v1/flows (connects to etcd, one transaction)",
@@ -239,7 +244,8 @@ def main():
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu}; {rustc}")
     print(f"binary: {args.binary}: {size} bytes ({size / 2**20:.1f} MiB) stripped, "
           f"{zsize} bytes ({zsize / 2**20:.1f} MiB) zipped")
-    print(f"runs per scenario: {args.runs} (after one warm-up run)\n")
+    print(f"runs per scenario: {args.runs} (after one warm-up run)"
+          + (f"; extra variables: {' '.join(args.env)}" if args.env else "") + "\n")
     print("| first event | init (ms) min / median / p90 / max "
           "| first response (ms) min / median / p90 / max | CPU time (ms) median "
           "| peak RSS (MiB) | status |")

@@ -4,19 +4,24 @@
 //!   this crate needs no tonic);
 //! - protojson serde impls via pbjson-build: lowerCamelCase output, every field emitted (like
 //!   grpc-gateway's EmitUnpopulated), both name spellings accepted, unknown fields rejected;
-//! - the encoded descriptor set, for gRPC server reflection.
+//! - the encoded descriptor set, for gRPC server reflection;
+//! - the protojson schema of every message and enum (`schema.rs`, included by `proto::schema`):
+//!   what the strict JSON decoder and the EmitUnpopulated encoder of `src/json.rs` walk by.
 //!
 //! Every proto map becomes a `BTreeMap` and `google.protobuf.Struct` is our own BTreeMap-based type
 //! (`proto::wkt`): encoding is then deterministic, which the core relies on to compare a request
 //! with the stored spec byte for byte inside an etcd transaction. `Timestamp` is ours too, for
 //! protojson's canonical `Z` form.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::{env, path::PathBuf};
 
 use prost::Message as _;
 use prost_types::field_descriptor_proto::{Label, Type};
-use prost_types::{DescriptorProto, FileDescriptorSet, MessageOptions};
+use prost_types::{
+    DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorSet, MessageOptions,
+};
 
 /// The contract, relative to this crate.
 const PROTO_ROOT: &str = "../../proto";
@@ -56,63 +61,178 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build(&[".flowpipe"])?;
 
     let fds = FileDescriptorSet::decode(descriptors.as_slice())?;
-    std::fs::write(out_dir.join("message_fields.rs"), message_fields(&fds))?;
+    std::fs::write(out_dir.join("schema.rs"), schema(&fds)?)?;
     Ok(())
 }
 
-/// A table of every message-typed field of our messages, for the protojson encoder
-/// (`src/json.rs`): grpc-gateway's EmitUnpopulated writes an unset singular message field as
-/// `null` (pbjson omits it), skips unset proto3 `optional` fields, and recurses into the rest.
-fn message_fields(fds: &FileDescriptorSet) -> String {
-    fn walk(prefix: &str, m: &DescriptorProto, out: &mut String) {
-        let name = format!("{prefix}.{}", m.name());
-        let entries: std::collections::HashMap<String, &DescriptorProto> = m
+/// The Rust name of the generated static describing message or enum `full_name`
+/// (`.flowpipe.v1.StageSpec` becomes `FLOWPIPE_V1_STAGESPEC`).
+fn static_name(full_name: &str) -> String {
+    full_name
+        .trim_start_matches('.')
+        .replace('.', "_")
+        .to_ascii_uppercase()
+}
+
+/// The `proto::schema::Scalar` variant of a scalar field type, or `None` for messages and enums.
+fn scalar(ty: Type) -> Option<&'static str> {
+    Some(match ty {
+        Type::Double => "Double",
+        Type::Float => "Float",
+        Type::Int32 => "Int32",
+        Type::Int64 => "Int64",
+        Type::Uint32 => "Uint32",
+        Type::Uint64 => "Uint64",
+        Type::Sint32 => "Sint32",
+        Type::Sint64 => "Sint64",
+        Type::Fixed32 => "Fixed32",
+        Type::Fixed64 => "Fixed64",
+        Type::Sfixed32 => "Sfixed32",
+        Type::Sfixed64 => "Sfixed64",
+        Type::Bool => "Bool",
+        Type::String => "String",
+        Type::Bytes => "Bytes",
+        Type::Message | Type::Enum | Type::Group => return None,
+    })
+}
+
+/// The `proto::schema::Type` expression of a field (or of a map entry's value).
+fn field_type(f: &FieldDescriptorProto) -> Result<String, String> {
+    if let Some(s) = scalar(f.r#type()) {
+        return Ok(format!("Type::Scalar(Scalar::{s})"));
+    }
+    let ty = f.type_name();
+    match (f.r#type(), ty) {
+        (Type::Enum, _) => Ok(format!("Type::Enum(&{})", static_name(ty))),
+        (Type::Message, ".google.protobuf.Struct") => Ok("Type::Struct".into()),
+        (Type::Message, ".google.protobuf.Value") => Ok("Type::Value".into()),
+        (Type::Message, ".google.protobuf.ListValue") => Ok("Type::ListValue".into()),
+        (Type::Message, ".google.protobuf.Timestamp") => Ok("Type::Timestamp".into()),
+        (Type::Message, t) if t.starts_with(".flowpipe.v1.") => {
+            Ok(format!("Type::Message(&{})", static_name(t)))
+        }
+        // Another well-known type needs its protojson form in `json.rs` first.
+        _ => Err(format!(
+            "field {}: type {ty} has no protojson support in src/json.rs",
+            f.name()
+        )),
+    }
+}
+
+/// The protojson schema of every message and enum of package `flowpipe.v1`, for `src/json.rs`:
+/// each field's proto and JSON names, number, label (singular, proto3 `optional`, repeated or
+/// map with its key type) and type (scalar kind, enum with its values, message, or a well-known
+/// type). The decoder walks request bodies by it; the encoder finds the message fields that
+/// grpc-gateway's EmitUnpopulated writes as `null`. Each message and enum is a `static` that
+/// refers to the others by reference, so walking needs no lookups.
+fn schema(fds: &FileDescriptorSet) -> Result<String, String> {
+    fn walk_enum(prefix: &str, e: &EnumDescriptorProto, out: &mut String, names: &mut Vec<String>) {
+        let full = format!("{prefix}.{}", e.name());
+        let values: String = e
+            .value
+            .iter()
+            .map(|v| format!("({:?}, {}), ", v.name(), v.number()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "/// Enum `{full}`.\npub static {}: EnumType = EnumType {{ full_name: {full:?}, values: &[{values}] }};",
+            static_name(&full)
+        );
+        names.push(full);
+    }
+
+    fn walk(
+        prefix: &str,
+        m: &DescriptorProto,
+        out: &mut String,
+        messages: &mut Vec<String>,
+        enums: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let full = format!("{prefix}.{}", m.name());
+        let entries: HashMap<String, &DescriptorProto> = m
             .nested_type
             .iter()
             .filter(|n| n.options.as_ref().is_some_and(MessageOptions::map_entry))
-            .map(|n| (format!(".{name}.{}", n.name()), n))
+            .map(|n| (format!(".{full}.{}", n.name()), n))
             .collect();
         let mut fields = String::new();
-        for f in m.field.iter().filter(|f| f.r#type() == Type::Message) {
-            let ty = f.type_name();
-            let (kind, target) = if let Some(entry) = entries.get(ty) {
-                // map<K, V>: recurse into message values.
-                match entry.field.iter().find(|e| e.number() == 2) {
-                    Some(v) if v.r#type() == Type::Message => ("MapValues", v.type_name()),
-                    _ => continue,
+        for f in &m.field {
+            let oneof = match f.oneof_index {
+                Some(i) if !f.proto3_optional() => {
+                    format!("Some({:?})", m.oneof_decl[i as usize].name())
                 }
+                _ => "None".into(),
+            };
+            let (label, ty) = if let Some(entry) = entries.get(f.type_name()) {
+                let field = |n| entry.field.iter().find(|e| e.number() == n);
+                let (Some(k), Some(v)) = (field(1), field(2)) else {
+                    return Err(format!(
+                        "{full}.{}: map entry without key or value",
+                        f.name()
+                    ));
+                };
+                let key = scalar(k.r#type())
+                    .ok_or_else(|| format!("{full}.{}: map key is not a scalar", f.name()))?;
+                (format!("Label::Map(Scalar::{key})"), field_type(v)?)
             } else if f.label() == Label::Repeated {
-                ("Repeated", ty)
+                ("Label::Repeated".into(), field_type(f)?)
             } else if f.proto3_optional() || f.oneof_index.is_some() {
-                ("Optional", ty)
+                ("Label::Optional".into(), field_type(f)?)
             } else {
-                ("NullIfUnset", ty)
+                ("Label::Singular".into(), field_type(f)?)
             };
             let _ = write!(
                 fields,
-                "({:?}, FieldKind::{kind}, {:?}), ",
+                "\n        Field {{ name: {:?}, json_name: {:?}, number: {}, label: {label}, ty: {ty}, oneof: {oneof} }},",
+                f.name(),
                 f.json_name(),
-                target.trim_start_matches('.')
+                f.number(),
             );
         }
-        let _ = writeln!(out, "    ({name:?}, &[{fields}]),");
+        let _ = writeln!(
+            out,
+            "/// Message `{full}`.\npub static {}: MessageType = MessageType {{ full_name: {full:?}, fields: &[{fields}\n    ] }};",
+            static_name(&full)
+        );
+        messages.push(full.clone());
+        for e in &m.enum_type {
+            walk_enum(&full, e, out, enums);
+        }
         for n in m
             .nested_type
             .iter()
             .filter(|n| !n.options.as_ref().is_some_and(MessageOptions::map_entry))
         {
-            walk(&name, n, out);
+            walk(&full, n, out, messages, enums)?;
         }
+        Ok(())
     }
-    let mut out = String::from(
-        "/// (message, [(JSON field name, kind, field message type)]), generated by build.rs.\n\
-         pub static MESSAGE_FIELDS: &[(&str, &[MessageField])] = &[\n",
-    );
+
+    let mut out =
+        String::from("// Generated by build.rs from the descriptor set: do not edit.\n\n");
+    let (mut messages, mut enums) = (Vec::new(), Vec::new());
     for f in fds.file.iter().filter(|f| f.package() == "flowpipe.v1") {
+        for e in &f.enum_type {
+            walk_enum(f.package(), e, &mut out, &mut enums);
+        }
         for m in &f.message_type {
-            walk(f.package(), m, &mut out);
+            walk(f.package(), m, &mut out, &mut messages, &mut enums)?;
         }
     }
-    out.push_str("];\n");
-    out
+    let list = |names: &[String]| -> String {
+        names
+            .iter()
+            .map(|n| format!("&{}, ", static_name(n)))
+            .collect()
+    };
+    let _ = writeln!(
+        out,
+        "/// Every message of package `flowpipe.v1`, nested ones included.\n\
+         pub static MESSAGES: &[&MessageType] = &[{}];\n\
+         /// Every enum of package `flowpipe.v1`, nested ones included.\n\
+         pub static ENUMS: &[&EnumType] = &[{}];",
+        list(&messages),
+        list(&enums)
+    );
+    Ok(out)
 }

@@ -38,6 +38,11 @@ impl Recorder {
         std::mem::take(&mut *self.lock())
     }
 
+    /// Calls recorded so far.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     fn recording(&self) -> bool {
         self.on.load(Ordering::Relaxed)
     }
@@ -270,11 +275,6 @@ impl Call {
             Some(false) => format!("else ran, {} key(s) read", self.returned),
             None => format!("{} key(s)", self.returned),
         }
-    }
-
-    /// A keys-only range read: how the core discovers flow names.
-    pub fn is_discovery(&self) -> bool {
-        matches!(&self.request, Request::Range(r) if r.keys_only && r.range_end.is_some())
     }
 }
 

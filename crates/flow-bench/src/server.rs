@@ -38,6 +38,7 @@ impl ApiProcess {
         bin: Option<&Path>,
         log_filter: Option<&str>,
         log: PathBuf,
+        env: &[(&str, String)],
     ) -> BenchResult<ApiProcess> {
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -58,6 +59,9 @@ impl ApiProcess {
             .arg(grpc.to_string());
         if let Some(f) = log_filter {
             cmd.env("RUST_LOG", f);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let log_file =
             std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
@@ -114,6 +118,32 @@ impl ApiProcess {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server as an orchestrator does (SIGTERM) and waits up to 30 s for it to drain
+    /// and flush its telemetry.
+    pub fn stop_gracefully(mut self) -> BenchResult<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("the API server exited with {status}"))
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("the API server did not stop within 30s of SIGTERM".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use flowpipe_core::error::ERROR_DOMAIN;
-use flowpipe_core::{Code, Error};
+use flowpipe_core::{Advice, Code, Error};
+
+use crate::telemetry::ErrorCode;
 
 /// Logs errors that are the server's (or its store's) fault; client errors are the client's
 /// business and are only visible in the access log's status code.
@@ -62,8 +64,18 @@ impl IntoResponse for RestError {
             e => http_status(e.code()),
         };
         log_server_fault(&e);
-        let body = serde_json::to_vec(&e.status_json()).unwrap_or_default();
+        let mut body = e.status_json();
+        if let Some(advice) = &e.detail().advice {
+            body["message"] = format!("{}; {}", e.message(), rest_advice(advice)).into();
+        }
+        let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (status, body).into_response();
+        // For the request's span (crate::telemetry::http): the contract's code, not only the
+        // HTTP status.
+        resp.extensions_mut().insert(ErrorCode {
+            code: e.code() as i32,
+            reason: e.reason(),
+        });
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -75,6 +87,22 @@ impl IntoResponse for RestError {
             );
         }
         resp
+    }
+}
+
+/// What a REST client does about an error.
+fn rest_advice(advice: &Advice) -> String {
+    match advice {
+        Advice::UpdateFlow { flow } => format!("use PUT /v1/flows/{flow} to change it"),
+    }
+}
+
+/// What a gRPC client (`flowctl`, grpcurl) does about an error.
+fn grpc_advice(advice: &Advice) -> String {
+    match advice {
+        Advice::UpdateFlow { flow } => {
+            format!("use UpdateFlow to change it (flowctl update --name {flow} <file>)")
+        }
     }
 }
 
@@ -92,11 +120,11 @@ pub fn grpc_status(e: Error) -> tonic::Status {
         details.add_bad_request_violation(&v.field, &v.description);
     }
     log_server_fault(&e);
-    tonic::Status::with_error_details(
-        tonic::Code::from_i32(e.code() as i32),
-        d.message.clone(),
-        details,
-    )
+    let message = match &d.advice {
+        Some(advice) => format!("{}; {}", d.message, grpc_advice(advice)),
+        None => d.message.clone(),
+    };
+    tonic::Status::with_error_details(tonic::Code::from_i32(e.code() as i32), message, details)
 }
 
 #[cfg(test)]

@@ -167,7 +167,15 @@ impl FlowService for GrpcApi {
         req: Request<ListFlowsRequest>,
     ) -> Result<Response<ListFlowsResponse>, Status> {
         let r = req.into_inner();
-        reply(self.state.flows().list(r.page_size, &r.page_token).await)
+        let page = self
+            .state
+            .flows()
+            .list_page(r.page_size, &r.page_token)
+            .await;
+        if page.as_ref().is_ok_and(|p| !p.from_index) {
+            self.state.index_missing().await;
+        }
+        reply(page.map(|p| p.response))
     }
 
     async fn get_flow_status(

@@ -6,6 +6,7 @@
 //! - [`grpc`]: `flowpipe.v1.FlowService` and `SchemaRegistryService` (tonic);
 //! - [`error`]: the core's error, rendered once as HTTP + JSON and once as `tonic::Status`;
 //! - [`auth`], [`settings`], [`state`]: what both transports share;
+//! - [`telemetry`]: logs, OTLP metrics and traces, CloudWatch EMF (README, "Observability");
 //! - [`server`] (feature `server`): the local server `flow-api` (configuration, TLS, serving);
 //! - [`lambda`] (feature `lambda`): the AWS Lambda function `bootstrap`.
 
@@ -19,8 +20,10 @@ pub mod rest;
 pub mod server;
 pub mod settings;
 pub mod state;
+pub mod telemetry;
 
 pub use auth::ApiKey;
 pub use rest::router;
-pub use settings::HttpSettings;
+pub use settings::{HttpSettings, TelemetrySettings};
 pub use state::{AppState, SystemEnvironment};
+pub use telemetry::Telemetry;

@@ -20,6 +20,214 @@ pub const AUTH_ENABLED_VAR: &str = "FLOW_AUTH_ENABLED";
 /// `FLOW_API_KEY`: the API key.
 pub const API_KEY_VAR: &str = "FLOW_API_KEY";
 
+/// `FLOW_OBSERVABILITY_ENABLED`: export metrics and traces over OTLP.
+pub const OBSERVABILITY_ENABLED_VAR: &str = "FLOW_OBSERVABILITY_ENABLED";
+/// `FLOW_LOG_LEVEL`: `debug`, `info`, `warn` or `error`; `RUST_LOG` wins when set.
+pub const LOG_LEVEL_VAR: &str = "FLOW_LOG_LEVEL";
+/// `OTEL_SERVICE_NAME`: the resource's `service.name`.
+pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: the OTLP/gRPC collector.
+pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// `OTEL_RESOURCE_ATTRIBUTES`: the second place the specification looks for `service.name`.
+pub const RESOURCE_ATTRIBUTES_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// `OTEL_SDK_DISABLED`: the specification's kill switch (`true` turns observability off).
+pub const SDK_DISABLED_VAR: &str = "OTEL_SDK_DISABLED";
+/// `FLOW_GRPC_TLS_SERVER_NAME`: accepted for compatibility with the original API's helm chart,
+/// where it named the gRPC server's TLS name for that API's internal REST-to-gRPC gateway hop.
+/// This API serves REST itself (no such hop), so the value is checked and has no effect.
+pub const GRPC_TLS_SERVER_NAME_VAR: &str = "FLOW_GRPC_TLS_SERVER_NAME";
+/// The resource's `service.name` unless `OTEL_SERVICE_NAME` says otherwise.
+pub const DEFAULT_SERVICE_NAME: &str = "flow-api";
+/// Where OTLP goes unless `OTEL_EXPORTER_OTLP_ENDPOINT` says otherwise (the OTLP/gRPC default).
+pub const DEFAULT_OTLP_ENDPOINT: &str = "http://localhost:4317";
+
+/// The log level of `FLOW_LOG_LEVEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    /// Everything, including each store round trip that failed.
+    Debug,
+    /// One line per request, startup and shutdown (the default).
+    #[default]
+    Info,
+    /// Problems only.
+    Warn,
+    /// Failures only.
+    Error,
+}
+
+impl LogLevel {
+    /// The level's name as `RUST_LOG` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Observability settings (README, "Observability"), shared by the server and the Lambda
+/// function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetrySettings {
+    /// `FLOW_OBSERVABILITY_ENABLED` (and not `OTEL_SDK_DISABLED=true`): export over OTLP (on
+    /// Lambda without an endpoint: CloudWatch EMF lines).
+    pub enabled: bool,
+    /// `FLOW_LOG_LEVEL`.
+    pub log_level: LogLevel,
+    /// `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else `flow-api`.
+    pub service_name: String,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` as a URL (a bare `host:port` becomes `http://host:port`);
+    /// `None` when not given, which means [`DEFAULT_OTLP_ENDPOINT`] on the server and EMF on
+    /// Lambda.
+    pub endpoint: Option<String>,
+    /// `FLOW_GRPC_TLS_SERVER_NAME`: checked, logged, no effect (see [`GRPC_TLS_SERVER_NAME_VAR`]).
+    pub grpc_tls_server_name: Option<String>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            enabled: false,
+            log_level: LogLevel::Info,
+            service_name: DEFAULT_SERVICE_NAME.to_string(),
+            endpoint: None,
+            grpc_tls_server_name: None,
+        }
+    }
+}
+
+impl TelemetrySettings {
+    /// The observability settings from environment variables read through `var`; unset or
+    /// blank variables keep their defaults. The error is one line naming the variable.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let named = |name: &str, e: String| format!("{name}: {e}");
+        let enabled = match get(OBSERVABILITY_ENABLED_VAR) {
+            Some(v) => parse_bool(&v).map_err(|e| named(OBSERVABILITY_ENABLED_VAR, e))?,
+            None => false,
+        };
+        let log_level = match get(LOG_LEVEL_VAR) {
+            Some(v) => parse_log_level(&v).map_err(|e| named(LOG_LEVEL_VAR, e))?,
+            None => LogLevel::Info,
+        };
+        let endpoint = get(OTLP_ENDPOINT_VAR)
+            .map(|v| parse_otlp_endpoint(&v).map_err(|e| named(OTLP_ENDPOINT_VAR, e)))
+            .transpose()?;
+        let grpc_tls_server_name = get(GRPC_TLS_SERVER_NAME_VAR)
+            .map(|v| parse_server_name(&v).map_err(|e| named(GRPC_TLS_SERVER_NAME_VAR, e)))
+            .transpose()?;
+        Ok(TelemetrySettings {
+            enabled: enabled && !sdk_disabled(get(SDK_DISABLED_VAR).as_deref()),
+            log_level,
+            service_name: service_name(get(SERVICE_NAME_VAR), get(RESOURCE_ATTRIBUTES_VAR)),
+            endpoint,
+            grpc_tls_server_name,
+        })
+    }
+}
+
+/// `OTEL_SDK_DISABLED`: only `true` (any case) disables, as the specification says.
+pub fn sdk_disabled(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// `FLOW_LOG_LEVEL`: `debug`, `info`, `warn` or `error`, in any case.
+pub fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "debug" => Ok(LogLevel::Debug),
+        "info" => Ok(LogLevel::Info),
+        "warn" | "warning" => Ok(LogLevel::Warn),
+        "error" => Ok(LogLevel::Error),
+        _ => Err(format!("expected debug, info, warn or error, got {s:?}")),
+    }
+}
+
+/// The service name: `explicit` (flag or `OTEL_SERVICE_NAME`), else `service.name` in
+/// `OTEL_RESOURCE_ATTRIBUTES` (`key=value,...`, values percent-encoded), else `flow-api`.
+pub fn service_name(explicit: Option<String>, resource_attributes: Option<String>) -> String {
+    explicit
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            resource_attributes?.split(',').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                (k.trim() == "service.name")
+                    .then(|| percent_decode(v.trim()))
+                    .filter(|v| !v.is_empty())
+            })
+        })
+        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_string())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = s.get(i + 1..i + 3).filter(|_| bytes[i] == b'%');
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An OTLP/gRPC endpoint: `http://host:port`, `https://host:port`, or a bare `host:port` (what
+/// the original API takes, for a plaintext in-cluster collector), which becomes
+/// `http://host:port`. Returned as a URL with its scheme.
+pub fn parse_otlp_endpoint(s: &str) -> Result<String, String> {
+    let raw = s.trim();
+    let url = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    let bad = |why: &str| format!("{why}: {raw:?} (expected host:port or http(s)://host:port)");
+    let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(bad(
+            "credentials belong in OTEL_EXPORTER_OTLP_HEADERS, not the URL",
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// A TLS server name: a DNS name (labels of letters, digits and `-`, at most 253 characters)
+/// or an IP address.
+pub fn parse_server_name(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(name.to_string());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.len() <= 253 && name.trim_end_matches('.').split('.').all(label_ok) {
+        Ok(name.to_string())
+    } else {
+        Err(format!("not a DNS name or IP address: {s:?}"))
+    }
+}
+
 /// Settings of the HTTP surface (REST and the Lambda function).
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -146,6 +354,115 @@ mod tests {
         assert!(parse_bool("TRUE").unwrap() && parse_bool(" on ").unwrap());
         assert!(!parse_bool("").unwrap() && !parse_bool("0").unwrap());
         assert!(parse_bool("maybe").is_err());
+    }
+
+    fn telemetry(vars: &[(&str, &str)]) -> Result<TelemetrySettings, String> {
+        TelemetrySettings::from_env(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        })
+    }
+
+    #[test]
+    fn telemetry_defaults_export_nothing() {
+        let t = telemetry(&[]).unwrap();
+        assert_eq!(t, TelemetrySettings::default());
+        assert!(!t.enabled);
+        assert_eq!(t.log_level, LogLevel::Info);
+        assert_eq!(t.service_name, "flow-api");
+        assert_eq!(t.endpoint, None);
+    }
+
+    #[test]
+    fn telemetry_from_the_helm_charts_variables() {
+        let t = telemetry(&[
+            ("FLOW_OBSERVABILITY_ENABLED", "true"),
+            ("FLOW_LOG_LEVEL", "WARN"),
+            ("OTEL_SERVICE_NAME", "flow-api-prod"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "otel-collector.observability:4317",
+            ),
+            ("FLOW_GRPC_TLS_SERVER_NAME", "flow-api.flowpipe.svc"),
+        ])
+        .unwrap();
+        assert!(t.enabled);
+        assert_eq!(t.log_level, LogLevel::Warn);
+        assert_eq!(t.service_name, "flow-api-prod");
+        assert_eq!(
+            t.endpoint.as_deref(),
+            Some("http://otel-collector.observability:4317")
+        );
+        assert_eq!(
+            t.grpc_tls_server_name.as_deref(),
+            Some("flow-api.flowpipe.svc")
+        );
+        // The specification's kill switch wins.
+        let t = telemetry(&[
+            ("FLOW_OBSERVABILITY_ENABLED", "true"),
+            ("OTEL_SDK_DISABLED", "TRUE"),
+        ])
+        .unwrap();
+        assert!(!t.enabled);
+    }
+
+    #[test]
+    fn telemetry_errors_name_the_variable() {
+        for (var, bad) in [
+            ("FLOW_OBSERVABILITY_ENABLED", "maybe"),
+            ("FLOW_LOG_LEVEL", "verbose"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://:4317"),
+            ("FLOW_GRPC_TLS_SERVER_NAME", "not a name"),
+        ] {
+            let e = telemetry(&[(var, bad)]).unwrap_err();
+            assert!(e.starts_with(&format!("{var}: ")), "{e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn log_levels_endpoints_and_names() {
+        for (v, l) in [
+            ("debug", LogLevel::Debug),
+            ("Info", LogLevel::Info),
+            ("WARN", LogLevel::Warn),
+            ("error", LogLevel::Error),
+        ] {
+            assert_eq!(parse_log_level(v).unwrap(), l);
+        }
+        for (v, want) in [
+            ("localhost:4317", "http://localhost:4317"),
+            ("[::1]:4317", "http://[::1]:4317"),
+            ("http://127.0.0.1:4317/", "http://127.0.0.1:4317"),
+            (
+                "https://otel.example.com:4317",
+                "https://otel.example.com:4317",
+            ),
+        ] {
+            assert_eq!(parse_otlp_endpoint(v).unwrap(), want);
+        }
+        for bad in ["not a url", "ftp://x:1", "http://", "http://u:p@x:1"] {
+            assert!(parse_otlp_endpoint(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "flow-api",
+            "flow-api.ns.svc.cluster.local",
+            "10.0.0.1",
+            "::1",
+        ] {
+            assert!(parse_server_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "x_y"] {
+            assert!(parse_server_name(bad).is_err(), "{bad}");
+        }
+        // OTEL_SERVICE_NAME beats service.name in OTEL_RESOURCE_ATTRIBUTES, which beats the
+        // default.
+        let attrs = Some("deployment.environment=prod,service.name=from%20attrs".to_string());
+        assert_eq!(service_name(None, attrs.clone()), "from attrs");
+        assert_eq!(service_name(Some("svc".into()), attrs), "svc");
+        assert_eq!(service_name(None, Some("a=b".into())), "flow-api");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use flowpipe_store::Store;
 
 use crate::auth::ApiKey;
 use crate::settings::HttpSettings;
+use crate::telemetry::Telemetry;
 
 /// The real environment: system clock, random UUIDs, tokio timers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,6 +35,22 @@ impl Environment for SystemEnvironment {
     }
 }
 
+/// When a process builds the name index of ListFlows if it is not ready (contract B.6; data
+/// written by the original API has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexBackfill {
+    /// At start-up, in the background, without delaying readiness: the local server, which
+    /// runs long (`server::serve` starts it).
+    AtStartup,
+    /// On the first ListFlows that finds no index, before answering it: a Lambda execution
+    /// environment, which is frozen between invocations, so work in the background would not
+    /// progress. A failed attempt is tried again by a ListFlows a minute later at the earliest.
+    OnFirstUnindexedList,
+}
+
+/// How long after a failed on-demand backfill the next ListFlows may try again.
+const BACKFILL_RETRY: Duration = Duration::from_secs(60);
+
 /// Shared by every request of every transport.
 #[derive(Clone)]
 pub struct AppState {
@@ -46,12 +63,41 @@ struct Inner {
     store: Store,
     http: HttpSettings,
     api_key: Option<ApiKey>,
+    telemetry: Telemetry,
     draining: AtomicBool,
+    backfill: IndexBackfill,
+    /// On-demand backfill: done, or when it last failed. Its lock makes concurrent first lists
+    /// run one backfill.
+    backfilled: tokio::sync::Mutex<Result<(), Option<std::time::Instant>>>,
 }
 
 impl AppState {
-    /// The state of a process serving `store`.
+    /// The state of a long-running process serving `store`, without telemetry (the name index
+    /// is built at start-up, see [`IndexBackfill::AtStartup`]).
     pub fn new(store: Store, http: HttpSettings, api_key: Option<ApiKey>) -> Self {
+        Self::with_telemetry(store, http, api_key, Telemetry::disabled())
+    }
+
+    /// The state of a long-running process serving `store` and recording into `telemetry`
+    /// (whose [`Telemetry::instrument`] the store should already have been through).
+    pub fn with_telemetry(
+        store: Store,
+        http: HttpSettings,
+        api_key: Option<ApiKey>,
+        telemetry: Telemetry,
+    ) -> Self {
+        Self::with(store, http, api_key, telemetry, IndexBackfill::AtStartup)
+    }
+
+    /// The state of a process serving `store`, recording into `telemetry` and building the name
+    /// index as `backfill` says.
+    pub fn with(
+        store: Store,
+        http: HttpSettings,
+        api_key: Option<ApiKey>,
+        telemetry: Telemetry,
+        backfill: IndexBackfill,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 flows: FlowRegistry::new(store.clone(), SystemEnvironment),
@@ -59,7 +105,10 @@ impl AppState {
                 store,
                 http,
                 api_key,
+                telemetry,
                 draining: AtomicBool::new(false),
+                backfill,
+                backfilled: tokio::sync::Mutex::new(Err(None)),
             }),
         }
     }
@@ -92,6 +141,35 @@ impl AppState {
     /// The HTTP settings.
     pub fn http(&self) -> &HttpSettings {
         &self.inner.http
+    }
+
+    /// A ListFlows found no name index: with [`IndexBackfill::OnFirstUnindexedList`], build it
+    /// now (once per process; a failure is logged, and retried by a later ListFlows).
+    pub async fn index_missing(&self) {
+        if self.inner.backfill != IndexBackfill::OnFirstUnindexedList {
+            return;
+        }
+        let mut backfilled = self.inner.backfilled.lock().await;
+        match *backfilled {
+            Ok(()) => return,
+            Err(Some(failed)) if failed.elapsed() < BACKFILL_RETRY => return,
+            Err(_) => {}
+        }
+        match self.flows().ensure_index().await {
+            Ok(report) => {
+                tracing::info!(?report, "name index built");
+                *backfilled = Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not build the name index; ListFlows reads flows the slow way meanwhile");
+                *backfilled = Err(Some(std::time::Instant::now()));
+            }
+        }
+    }
+
+    /// The process's telemetry.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 
     /// The API key requests must carry, when authentication is enabled.

@@ -9,6 +9,12 @@
 //! wait a jittered backoff and then read the state again, since anything held across a wait is
 //! stale. After [`RetryPolicy::max_attempts`] failed transactions the write gives up with the
 //! error its [`Write::gave_up`] names (ABORTED).
+//!
+//! Every failed transaction is also a `tracing` event (target [`CAS_TARGET`], DEBUG, fields
+//! `write` = [`Write::NAME`], `outcome` = `"retry"` or `"gave_up"`, `reason` = `"raced"`
+//! (another writer got there first) or `"stale"` (a hint turned out stale, e.g. a create whose
+//! name is taken), `attempts`), so that a transport can count retries and give-ups without the
+//! core depending on a metrics library.
 
 use std::future::Future;
 
@@ -44,6 +50,9 @@ pub enum Conflict<S, T> {
 /// One write, as [`guaranteed_write`] runs it. `State` is what an attempt decides from (a flow's
 /// head, a schema's pointer), read before the first attempt and by every failed transaction.
 pub trait Write: Sync {
+    /// The write's name in telemetry (`"update_flow"`): the `write` field of the [`CAS_TARGET`]
+    /// events.
+    const NAME: &'static str;
     /// What an attempt decides from.
     type State: Send;
     /// The write's answer.
@@ -70,6 +79,9 @@ pub trait Write: Sync {
     fn gave_up(&self, attempts: u32) -> Error;
 }
 
+/// The `tracing` target of the events [`guaranteed_write`] emits when a transaction loses a race.
+pub const CAS_TARGET: &str = "flowpipe_core::cas";
+
 /// Runs `write` from `state` until an attempt succeeds, decides there is nothing to write, or
 /// fails `policy.max_attempts` transactions.
 pub async fn guaranteed_write<W: Write>(
@@ -92,8 +104,19 @@ pub async fn guaranteed_write<W: Write>(
         failed += 1;
         let next = match write.conflict(state, response).await? {
             Conflict::Done(answer) => return Ok(answer),
-            _ if failed >= policy.max_attempts => return Err(write.gave_up(failed)),
-            next => next,
+            _ if failed >= policy.max_attempts => {
+                tracing::debug!(target: CAS_TARGET, write = W::NAME, outcome = "gave_up", reason = "raced", attempts = failed);
+                return Err(write.gave_up(failed));
+            }
+            next => {
+                let reason = if matches!(next, Conflict::Raced(_)) {
+                    "raced"
+                } else {
+                    "stale"
+                };
+                tracing::debug!(target: CAS_TARGET, write = W::NAME, outcome = "retry", reason, attempts = failed);
+                next
+            }
         };
         state = match next {
             Conflict::Done(answer) => return Ok(answer),

@@ -75,15 +75,30 @@ impl FieldViolation {
     }
 }
 
+/// What the caller can do about an error, said by the transport that received the call in its
+/// own terms (a REST client has a path and a method, a `flowctl` user has commands): the core
+/// names the remedy, never an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advice {
+    /// Change the live flow with UpdateFlow instead of creating it again.
+    UpdateFlow {
+        /// The flow's name.
+        flow: String,
+    },
+}
+
 /// What every error says besides its code: a human message and the `ErrorInfo` detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detail {
-    /// `google.rpc.Status.message`: one sentence for people, not meant to be parsed.
+    /// `google.rpc.Status.message`: one sentence for people, not meant to be parsed. Transports
+    /// add the [`Advice`], if any, in their own terms.
     pub message: String,
     /// `ErrorInfo.reason`: UPPER_SNAKE_CASE, stable, for programs to switch on.
     pub reason: &'static str,
     /// `ErrorInfo.metadata`, e.g. `flow` → the flow's name.
     pub metadata: Vec<(&'static str, String)>,
+    /// What the caller can do about it.
+    pub advice: Option<Advice>,
 }
 
 impl Detail {
@@ -93,7 +108,14 @@ impl Detail {
             message: message.into(),
             reason,
             metadata: Vec::new(),
+            advice: None,
         }
+    }
+
+    /// Adds what the caller can do about the error.
+    pub fn advise(mut self, advice: Advice) -> Self {
+        self.advice = Some(advice);
+        self
     }
 
     /// Adds the `ErrorInfo.metadata` entry `key` → `value` (its `Display` form), such as
@@ -131,6 +153,9 @@ pub enum Error {
     TooLarge(Detail),
     /// The request has no valid credentials, on a server that requires them.
     Unauthenticated(Detail),
+    /// The caller may not do this: a write a browser sent from another site without a JSON
+    /// content type (contract B.4's guard against cross-site request forgery).
+    PermissionDenied(Detail),
     /// The operation is not supported by this server.
     Unimplemented(Detail),
     /// The store cannot be reached or did not answer in time. A write may or may not have been
@@ -217,6 +242,7 @@ impl Error {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::TooLarge(_) => Code::ResourceExhausted,
             Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Unavailable(_) => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
@@ -234,6 +260,7 @@ impl Error {
             | Error::FailedPrecondition(detail)
             | Error::TooLarge(detail)
             | Error::Unauthenticated(detail)
+            | Error::PermissionDenied(detail)
             | Error::Unimplemented(detail)
             | Error::Unavailable(detail)
             | Error::DeadlineExceeded(detail)

@@ -1,192 +1,262 @@
-//! Request bodies in protojson (contract A.2, B.5), decoded strictly:
+//! Request bodies in protojson (contract A.2, B.5), decoded strictly, and responses encoded the
+//! way grpc-gateway writes them.
 //!
-//! - a JSON object that repeats a key is rejected at any depth (serde would keep the last one);
-//! - unknown fields are rejected, naming the field (pbjson does this for every message);
-//! - every error names the path of the field it is about (`stages[1].threads`);
-//! - a FlowSpec may use the top-level `"mode"` shorthand for `execution.mode`.
+//! Decoding follows proto3 JSON exactly, as Go's protojson (the original API's grpc-gateway)
+//! applies it, in three steps:
 //!
-//! Decoding is two passes: the bytes become a `serde_json::Value` (checking duplicates), then the
-//! value becomes the message. Request bodies are at most a few MiB, so the extra tree is cheap,
-//! and the shorthand can be taken out before the strict message decoder sees it.
+//! 1. `parse` reads the body into a tree that keeps numbers as written and every object
+//!    member, repeated keys included; malformed JSON is reported with its line and column;
+//! 2. `walk` checks the tree against the message's schema ([`crate::proto::schema`]): `null` is
+//!    a field's default, integral floats (`2.0`, `2e0`) are integers, enums are names or numbers,
+//!    both field spellings are accepted, unknown fields and repeated keys are rejected. It
+//!    rewrites every value into the one form pbjson reads, and reports every problem with the
+//!    field's path written the way the API writes paths (`stages[1].threads`, `labels["k"]`) and
+//!    what was expected ("expected an unsigned 32-bit integer, got 2.5");
+//! 3. pbjson's generated serde impls build the message from that canonical form. They cannot fail
+//!    on it; should they, the error still names the field and its type, never a parser's
+//!    internals.
+//!
+//! A FlowSpec may also use the top-level `"mode"` shorthand for `execution.mode`.
+//!
+//! Every error is INVALID_ARGUMENT with one BadRequest field violation per problem: reason
+//! [`MALFORMED_JSON`] (field `request body`) when the body is not JSON, [`INVALID_JSON_FIELD`]
+//! when it does not fit the message.
 
-use std::fmt;
-
-use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{Error, FieldViolation, Result};
+use crate::proto::schema::{self, Label, MessageType, Type};
 use crate::proto::v1::{Execution, ExecutionMode, FlowSpec};
+
+#[cfg(test)]
+mod conformance;
+mod parse;
+mod walk;
+
+use parse::{Json, SyntaxKind};
+use walk::{REQUEST_BODY, Walker};
 
 /// `ErrorInfo.reason` of a body that is not valid JSON at all.
 pub const MALFORMED_JSON: &str = "MALFORMED_JSON";
 /// `ErrorInfo.reason` of JSON that does not fit the message.
 pub const INVALID_JSON_FIELD: &str = "INVALID_FIELD";
 
-/// A JSON value whose objects have no repeated keys.
-struct UniqueKeys(Value);
-
-impl<'de> Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
-    }
-}
-
-struct UniqueKeysVisitor;
-
-impl<'de> Visitor<'de> for UniqueKeysVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(UniqueKeys(v)) = seq.next_element()? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
-            }
-            let UniqueKeys(v) = map.next_value_seed(PhantomUnique)?;
-            out.insert(key, v);
-        }
-        Ok(Value::Object(out))
-    }
-}
-
-struct PhantomUnique;
-
-impl<'de> DeserializeSeed<'de> for PhantomUnique {
-    type Value = UniqueKeys;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<UniqueKeys, D::Error> {
-        UniqueKeys::deserialize(d)
-    }
-}
-
-fn path_error(path: &serde_path_to_error::Path, err: impl fmt::Display, whole: &str) -> Error {
-    let field = path.to_string();
-    let description = err.to_string();
-    if field == "." || field.is_empty() {
-        Error::invalid(
-            INVALID_JSON_FIELD,
-            vec![FieldViolation::new(whole, description)],
-        )
+/// A string as JSON writes it, cut to its first 40 characters for an error message.
+fn quote(s: &str) -> String {
+    const MAX: usize = 40;
+    let mut chars = s.chars();
+    let head: String = chars.by_ref().take(MAX).collect();
+    let quoted = serde_json::to_string(&head).unwrap_or_default();
+    if chars.next().is_some() {
+        format!("{quoted}… ({} characters)", s.chars().count())
     } else {
-        Error::invalid(
-            INVALID_JSON_FIELD,
-            vec![FieldViolation::new(field, description)],
-        )
+        quoted
     }
 }
 
-/// Parses `body` into a JSON value with no repeated keys. `what` names the expected message in
-/// error messages ("FlowSpec").
-fn parse_value(body: &[u8], what: &str) -> Result<Value> {
+/// Parses `body`; `what` names the expected message in error messages ("FlowSpec").
+fn parse_body(body: &[u8], what: &str) -> Result<Json> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::invalid_field(
             MALFORMED_JSON,
-            "body",
-            format!("request body is empty; expected a JSON {what}"),
+            REQUEST_BODY,
+            format!(
+                "empty, expected a JSON object ({})",
+                walk::with_article(what)
+            ),
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = match serde_path_to_error::deserialize::<_, UniqueKeys>(&mut de) {
-        Ok(UniqueKeys(v)) => v,
-        Err(e) => {
-            let inner = e.inner();
-            let reason = if inner.is_syntax() || inner.is_eof() {
-                MALFORMED_JSON
-            } else {
-                INVALID_JSON_FIELD
-            };
-            let field = e.path().to_string();
-            let field = if field == "." { "body".into() } else { field };
-            return Err(Error::invalid(
-                reason,
-                vec![FieldViolation::new(
-                    field,
-                    format!("request body is not valid JSON: {inner}"),
-                )],
-            ));
-        }
-    };
-    de.end().map_err(|e| {
-        Error::invalid_field(
-            MALFORMED_JSON,
-            "body",
-            format!("request body is not valid JSON: {e}"),
-        )
-    })?;
-    Ok(value)
-}
-
-fn from_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let whole = format!("body ({what})");
-        path_error(e.path(), e.inner(), &whole)
+    parse::parse(body).map_err(|e| {
+        let description = match e.kind {
+            SyntaxKind::Invalid => format!("not valid JSON: {e}"),
+            SyntaxKind::TooDeep => format!("too deeply nested: {e}"),
+        };
+        Error::invalid_field(MALFORMED_JSON, REQUEST_BODY, description)
     })
 }
 
-/// Decodes a protojson message from a request body.
-pub fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
-    from_value(parse_value(body, what)?, what)
+/// The error listing a walk's problems: at most [`crate::error::MAX_REPORTED_VIOLATIONS`], the
+/// message counting them all (as [`Error::invalid`] words it).
+fn walk_error(w: Walker) -> Error {
+    let Walker {
+        mut violations,
+        total,
+        ..
+    } = w;
+    if total <= violations.len() {
+        return Error::invalid(INVALID_JSON_FIELD, violations);
+    }
+    violations.truncate(crate::error::MAX_REPORTED_VIOLATIONS - 1);
+    let first = &violations[0];
+    let message = format!(
+        "{total} problems found; first: {}: {}",
+        first.field, first.description
+    );
+    violations.push(FieldViolation::new(
+        "",
+        format!("{} more problems not listed", total - violations.len()),
+    ));
+    let mut e = Error::invalid(INVALID_JSON_FIELD, violations);
+    if let Error::InvalidArgument { detail, .. } = &mut e {
+        detail.message = message;
+    }
+    e
+}
+
+/// Builds the message from the walk's canonical JSON. pbjson accepts everything the walk lets
+/// through; were it to refuse something, the error names the field and its type (found in the
+/// schema along pbjson's path), never pbjson's or serde's own words.
+fn from_canonical<T: DeserializeOwned>(
+    m: &'static MessageType,
+    value: Map<String, Value>,
+) -> Result<T> {
+    serde_path_to_error::deserialize::<_, T>(Value::Object(value)).map_err(|e| {
+        let (field, expected) = resolve(m, e.path());
+        Error::invalid_field(
+            INVALID_JSON_FIELD,
+            field,
+            format!("expected {expected}, got a value that is not one"),
+        )
+    })
+}
+
+/// The API-style path and the expected type of the value at a serde path into message `m`.
+fn resolve(m: &'static MessageType, path: &serde_path_to_error::Path) -> (String, String) {
+    use serde_path_to_error::Segment;
+    /// Where a path segment leads.
+    #[derive(Clone, Copy)]
+    enum At {
+        /// Into a message: the next segment names a field.
+        Message(&'static MessageType),
+        /// To a field's value as a whole (a list or map for repeated and map fields).
+        Field(&'static schema::Field),
+        /// To one element of a repeated field, or one value of a map field.
+        Element(&'static schema::Field),
+        /// Into the JSON of a Struct, Value or ListValue.
+        Any,
+    }
+    let mut out = String::new();
+    let mut at = At::Message(m);
+    for segment in path {
+        // A value of a message type is walked as that message; of a JSON type, as any JSON.
+        if let At::Element(f) | At::Field(f) = at
+            && (matches!(at, At::Element(_))
+                || matches!(f.label, Label::Singular | Label::Optional))
+        {
+            at = match f.ty {
+                Type::Message(inner) => At::Message(inner),
+                _ => At::Any,
+            };
+        }
+        at = match (at, segment) {
+            (At::Message(m), Segment::Map { key }) => match m.field(key) {
+                Some(f) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(f.name);
+                    At::Field(f)
+                }
+                None => break,
+            },
+            (At::Field(f), Segment::Seq { index }) if f.label == Label::Repeated => {
+                out.push_str(&format!("[{index}]"));
+                At::Element(f)
+            }
+            (At::Field(f), Segment::Map { key }) if matches!(f.label, Label::Map(_)) => {
+                out.push_str(&format!("[{}]", quote(key)));
+                At::Element(f)
+            }
+            (At::Any, Segment::Map { key }) => {
+                out.push_str(&format!("[{}]", quote(key)));
+                At::Any
+            }
+            (At::Any, Segment::Seq { index }) => {
+                out.push_str(&format!("[{index}]"));
+                At::Any
+            }
+            _ => break,
+        };
+    }
+    let expected = match at {
+        At::Message(m) => walk::describe_type(Type::Message(m)),
+        At::Field(f) if f.label == Label::Repeated => "a JSON array".into(),
+        At::Field(f) if matches!(f.label, Label::Map(_)) => "a JSON object".into(),
+        At::Field(f) | At::Element(f) => walk::describe_type(f.ty),
+        At::Any => walk::describe_type(Type::Value),
+    };
+    if out.is_empty() {
+        out = REQUEST_BODY.to_string();
+    }
+    (out, expected)
+}
+
+/// Decodes a protojson message from a request body; `what` names it in error messages
+/// ("SchemaDefinition").
+pub fn decode<T: DeserializeOwned + prost::Name>(body: &[u8], what: &str) -> Result<T> {
+    let m = schema::message(&T::full_name())
+        .ok_or_else(|| Error::internal(format!("no protojson schema for {}", T::full_name())))?;
+    let json = parse_body(body, what)?;
+    let mut w = Walker::default();
+    let value = w.message(m, json);
+    match value {
+        Some(value) if w.total == 0 => from_canonical(m, value),
+        _ => Err(walk_error(w)),
+    }
 }
 
 /// Decodes a `FlowSpec` request body, applying the top-level `"mode"` shorthand:
 /// `"JOB" | "STREAMING"` (or `EXECUTION_MODE_JOB` / `EXECUTION_MODE_STREAMING`, or their numbers)
-/// means `execution.mode`; giving both with different values is an error.
+/// means `execution.mode`; `null` means unset; giving both with different values is an error.
 pub fn decode_flow_spec(body: &[u8]) -> Result<FlowSpec> {
-    let mut value = parse_value(body, "FlowSpec")?;
-    let mode = match value.as_object_mut() {
-        Some(obj) => obj.remove("mode"),
-        None => None,
+    let m = &schema::FLOWPIPE_V1_FLOWSPEC;
+    let mut json = parse_body(body, "FlowSpec")?;
+    let mut w = Walker::default();
+    let mut mode = None;
+    if let Json::Object(members) = &mut json {
+        let mut given = members.iter().filter(|(k, _)| k == "mode").count();
+        if given > 1 {
+            w.fail_at(
+                "mode",
+                "duplicate key `mode`: a field may be given only once",
+            );
+        }
+        members.retain_mut(|(k, v)| {
+            if k != "mode" {
+                return true;
+            }
+            given -= 1;
+            if given == 0 {
+                mode = Some(std::mem::replace(v, Json::Null));
+            }
+            false
+        });
+    }
+    let mode = match mode {
+        None | Some(Json::Null) => None,
+        Some(v) => {
+            let parsed = parse_mode_shorthand(&v);
+            if parsed.is_none() {
+                w.fail_at(
+                    "mode",
+                    format!(
+                        "expected \"JOB\" or \"STREAMING\" (or EXECUTION_MODE_JOB, EXECUTION_MODE_STREAMING, or their numbers 2 and 1), got {}",
+                        walk::describe(&v)
+                    ),
+                );
+            }
+            parsed
+        }
     };
-    let mut spec: FlowSpec = from_value(value, "FlowSpec")?;
-    let Some(mode) = mode.filter(|m| !m.is_null()) else {
+    let value = w.message(m, json);
+    let mut spec: FlowSpec = match value {
+        Some(value) if w.total == 0 => from_canonical(m, value)?,
+        _ => return Err(walk_error(w)),
+    };
+    let Some(mode) = mode else {
         return Ok(spec);
     };
-    let mode = parse_mode_shorthand(&mode).ok_or_else(|| {
-        Error::invalid_field(
-            INVALID_JSON_FIELD,
-            "mode",
-            format!(
-                "must be \"JOB\" or \"STREAMING\" (or EXECUTION_MODE_JOB / EXECUTION_MODE_STREAMING), got {mode}"
-            ),
-        )
-    })?;
     match spec.execution.as_mut() {
         None => {
             spec.execution = Some(Execution { mode: mode as i32 });
@@ -210,16 +280,16 @@ pub fn decode_flow_spec(body: &[u8]) -> Result<FlowSpec> {
     Ok(spec)
 }
 
-fn parse_mode_shorthand(v: &Value) -> Option<ExecutionMode> {
+fn parse_mode_shorthand(v: &Json) -> Option<ExecutionMode> {
     match v {
-        Value::String(s) => match s.as_str() {
+        Json::String(s) => match s.as_str() {
             "JOB" | "EXECUTION_MODE_JOB" => Some(ExecutionMode::Job),
             "STREAMING" | "EXECUTION_MODE_STREAMING" => Some(ExecutionMode::Streaming),
             _ => None,
         },
-        Value::Number(n) => match n.as_u64() {
-            Some(1) => Some(ExecutionMode::Streaming),
-            Some(2) => Some(ExecutionMode::Job),
+        Json::Number(_) => match walk::integer(schema::IntKind::I32, v) {
+            Ok(1) => Some(ExecutionMode::Streaming),
+            Ok(2) => Some(ExecutionMode::Job),
             _ => None,
         },
         _ => None,
@@ -231,29 +301,36 @@ fn parse_mode_shorthand(v: &Value) -> Option<ExecutionMode> {
 pub fn encode<T: serde::Serialize + prost::Name>(msg: &T) -> Result<Vec<u8>> {
     let fail = |e: serde_json::Error| Error::internal(format!("cannot encode response: {e}"));
     let mut value = serde_json::to_value(msg).map_err(fail)?;
-    fill_unpopulated(&T::full_name(), &mut value);
+    if let Some(m) = schema::message(&T::full_name()) {
+        fill_unpopulated(m, &mut value);
+    }
     serde_json::to_vec(&value).map_err(fail)
 }
 
-fn fill_unpopulated(message: &str, value: &mut Value) {
-    use crate::proto::{FieldKind, MESSAGE_FIELDS};
+fn fill_unpopulated(m: &MessageType, value: &mut Value) {
     let Some(obj) = value.as_object_mut() else {
         return;
     };
-    let Some((_, fields)) = MESSAGE_FIELDS.iter().find(|(m, _)| *m == message) else {
-        return; // a well-known type: pbjson-compatible already
-    };
-    for (name, kind, ty) in *fields {
-        match (kind, obj.get_mut(*name)) {
-            (FieldKind::NullIfUnset, None) => {
-                obj.insert((*name).to_string(), Value::Null);
+    for f in m.fields {
+        if matches!(f.ty, Type::Scalar(_) | Type::Enum(_)) {
+            continue;
+        }
+        let inner = match f.ty {
+            Type::Message(inner) => Some(inner),
+            _ => None, // a well-known type: pbjson-compatible already
+        };
+        match (f.label, obj.get_mut(f.json_name), inner) {
+            (Label::Singular, None, _) => {
+                obj.insert(f.json_name.to_string(), Value::Null);
             }
-            (FieldKind::NullIfUnset | FieldKind::Optional, Some(v)) => fill_unpopulated(ty, v),
-            (FieldKind::Repeated, Some(Value::Array(items))) => {
-                items.iter_mut().for_each(|v| fill_unpopulated(ty, v));
+            (Label::Singular | Label::Optional, Some(v), Some(inner)) => fill_unpopulated(inner, v),
+            (Label::Repeated, Some(Value::Array(items)), Some(inner)) => {
+                items.iter_mut().for_each(|v| fill_unpopulated(inner, v));
             }
-            (FieldKind::MapValues, Some(Value::Object(entries))) => {
-                entries.values_mut().for_each(|v| fill_unpopulated(ty, v));
+            (Label::Map(_), Some(Value::Object(entries)), Some(inner)) => {
+                entries
+                    .values_mut()
+                    .for_each(|v| fill_unpopulated(inner, v));
             }
             _ => {}
         }

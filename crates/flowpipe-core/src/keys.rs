@@ -8,10 +8,14 @@
 //! /flowpipe/flows/<name>/status              FlowStatus, binary protobuf; controller-owned
 //! /flowpipe/schemas/<schema_id>/versions/<v> schema definition, JSON
 //! /flowpipe/schemas/<schema_id>/active       the newest schema version, decimal ASCII
+//! /flowpipe/index/flows/<name>               the flow's uid; present exactly while it is live (B.6)
+//! /flowpipe/index/flows-ready                "1": every live flow has its index key (B.6)
 //! ```
 //!
 //! Keys are built only from a validated [`FlowName`] / [`SchemaId`] and [`VersionNumber`], so no
-//! input can produce a key outside its own `/flowpipe/flows/<name>/` prefix.
+//! input can produce a key outside its own `/flowpipe/flows/<name>/` prefix, nor an index key
+//! outside `/flowpipe/index/flows/`. Index keys sort in exactly the flows' name order (a name is
+//! the whole rest of its key), which the flows' own keys do not (`a-b/...` < `a/...`).
 //!
 //! Sort order matters to the readers: under a flow's prefix `active` < `meta` < `status` <
 //! `versions/`, so one range read `[active, status]` returns everything about a flow except its
@@ -23,6 +27,13 @@ use super::names::{FlowName, SchemaId, VersionNumber};
 pub const FLOWS_PREFIX: &str = "/flowpipe/flows/";
 /// Every schema key starts with this.
 pub const SCHEMAS_PREFIX: &str = "/flowpipe/schemas/";
+/// Every key of the name index of live flows starts with this (contract B.6).
+pub const FLOW_INDEX_PREFIX: &str = "/flowpipe/index/flows/";
+/// Present once every live flow has its index key: ListFlows may read names from the index.
+/// (`-` sorts before `/`, so this key is outside the index's own range.)
+pub const FLOW_INDEX_READY: &str = "/flowpipe/index/flows-ready";
+/// The value of [`FLOW_INDEX_READY`].
+pub const FLOW_INDEX_READY_VALUE: &str = "1";
 
 /// The smallest key greater than every key starting with `prefix` (etcd's `range_end` for a
 /// prefix read).
@@ -45,11 +56,34 @@ pub fn all_flows() -> (Vec<u8>, Vec<u8>) {
     (start, end)
 }
 
+/// `[start, end)` of the name index's keys after flow `after` (all of them for `None`): in
+/// name order.
+pub fn flow_index_after(after: Option<&FlowName>) -> (Vec<u8>, Vec<u8>) {
+    let prefix = FLOW_INDEX_PREFIX.as_bytes();
+    let start = match after {
+        // The first key after `<prefix><after>`.
+        Some(name) => format!("{FLOW_INDEX_PREFIX}{name}\0").into_bytes(),
+        None => prefix.to_vec(),
+    };
+    (start, prefix_end(prefix))
+}
+
+/// The flow an index key names; `None` for a key that is not `<prefix><valid name>` (written by
+/// hand), which readers skip.
+pub fn parse_flow_index_key(key: &[u8]) -> Option<FlowName> {
+    let name = std::str::from_utf8(key)
+        .ok()?
+        .strip_prefix(FLOW_INDEX_PREFIX)?;
+    FlowName::parse(name).ok()
+}
+
 /// The keys of one flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowKeys {
     /// `/flowpipe/flows/<name>/`
     base: String,
+    /// `/flowpipe/index/flows/<name>`
+    index: String,
 }
 
 impl FlowKeys {
@@ -57,6 +91,7 @@ impl FlowKeys {
     pub fn new(name: &FlowName) -> Self {
         FlowKeys {
             base: format!("{FLOWS_PREFIX}{name}/"),
+            index: format!("{FLOW_INDEX_PREFIX}{name}"),
         }
     }
 
@@ -98,6 +133,11 @@ impl FlowKeys {
     /// `/flowpipe/flows/<name>/versions/`
     pub fn versions_prefix(&self) -> Vec<u8> {
         self.key("versions/")
+    }
+
+    /// `/flowpipe/index/flows/<name>`: the flow's key in the name index (contract B.6).
+    pub fn index(&self) -> Vec<u8> {
+        self.index.clone().into_bytes()
     }
 
     /// `[active, status]` as a half-open range: `active`, `meta` and `status`, never a version.
@@ -262,6 +302,35 @@ mod tests {
             b"/flowpipe/flows/example/versions/3/meta"
         );
         assert_eq!(k.subtree_end(), b"/flowpipe/flows/example0");
+    }
+
+    #[test]
+    fn index_keys_match_the_contract_and_sort_in_name_order() {
+        assert_eq!(
+            FlowKeys::new(&name("example")).index(),
+            b"/flowpipe/index/flows/example"
+        );
+        let (start, end) = flow_index_after(None);
+        let inside = |key: &[u8]| start.as_slice() <= key && key < end.as_slice();
+        assert!(
+            !inside(FLOW_INDEX_READY.as_bytes()),
+            "the marker is not an index key"
+        );
+        // Name order is key order: `a` < `a-b` < `a0` < `b`, as their index keys.
+        let mut names = ["b", "a0", "a-b", "a"].map(name);
+        let mut keys: Vec<Vec<u8>> = names.iter().map(|n| FlowKeys::new(n).index()).collect();
+        names.sort();
+        keys.sort();
+        for (n, k) in names.iter().zip(&keys) {
+            assert!(inside(k));
+            assert_eq!(parse_flow_index_key(k).as_ref(), Some(n));
+        }
+        // After `a`: `a-b` and on, never `a` itself.
+        let (after_a, _) = flow_index_after(Some(&name("a")));
+        assert!(after_a.as_slice() > FlowKeys::new(&name("a")).index().as_slice());
+        assert!(after_a.as_slice() < FlowKeys::new(&name("a-b")).index().as_slice());
+        assert_eq!(parse_flow_index_key(b"/flowpipe/index/flows/Bad"), None);
+        assert_eq!(parse_flow_index_key(b"/flowpipe/index/flows/a/b"), None);
     }
 
     #[test]

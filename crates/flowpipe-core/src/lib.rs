@@ -30,7 +30,7 @@ pub mod schemas;
 pub mod validation;
 
 pub use environment::{Environment, RetryPolicy};
-pub use error::{Code, Detail, Error, FieldViolation, Result};
+pub use error::{Advice, Code, Detail, Error, FieldViolation, Result};
 pub use flows::FlowRegistry;
 pub use kv::{Kv, KvError};
 pub use names::{FlowName, SchemaId, VersionNumber};

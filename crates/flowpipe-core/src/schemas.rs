@@ -3,7 +3,9 @@
 //! Schema versions follow the same rules as flow versions: the server assigns them (1, 2, ...),
 //! a stored version is never changed, and creating a schema equal to the newest version returns
 //! that version instead of writing a new one. Deleting a schema removes its `active` pointer; the
-//! versions stay (flows may reference them) and a later create continues the numbering.
+//! versions stay (flows may reference them) and a later create continues the numbering. A
+//! deleted schema is not found by GetSchema and ListSchemaVersions; deleting it again succeeds;
+//! an id that never existed is NOT_FOUND (contract B.4, "Schemas").
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -266,7 +268,8 @@ impl<K: Kv, E: Environment> SchemaRegistry<K, E> {
         Ok(ListSchemaVersionsResponse { schemas })
     }
 
-    /// DeleteSchema: removes the `active` pointer; versions stay.
+    /// DeleteSchema: removes the `active` pointer; versions stay. A deleted schema's delete
+    /// succeeds and writes nothing; an id that never existed is NOT_FOUND.
     pub async fn delete(&self, schema_id: &str) -> Result<()> {
         let id = parse_id(schema_id)?;
         let keys = SchemaKeys::new(&id);
@@ -300,6 +303,7 @@ struct CreateSchema<'a, K, E> {
 }
 
 impl<K: Kv, E: Environment> Write for CreateSchema<'_, K, E> {
+    const NAME: &'static str = "create_schema";
     type State = SchemaState;
     type Output = SchemaDefinition;
 
@@ -354,13 +358,16 @@ impl<K: Kv, E: Environment> Write for CreateSchema<'_, K, E> {
     }
 }
 
-/// DeleteSchema: removes `active` if there is one; one round trip, no prior read.
+/// DeleteSchema: removes `active` if there is one, in one round trip with no prior read. When
+/// there is none, the `else` branch tells a deleted schema (versions remain: success, nothing
+/// written, so a repeated delete is safe) from one that never existed (NOT_FOUND).
 struct DeleteSchema<'a> {
     id: &'a SchemaId,
     keys: &'a SchemaKeys,
 }
 
 impl Write for DeleteSchema<'_> {
+    const NAME: &'static str = "delete_schema";
     type State = ();
     type Output = ();
 
@@ -373,14 +380,22 @@ impl Write for DeleteSchema<'_> {
                     target: CompareTarget::CreateRevision(0),
                 }],
                 success: vec![TxnOp::delete(self.keys.active())],
-                failure: vec![],
+                failure: vec![TxnOp::Range(
+                    RangeRequest::prefix(self.keys.versions_prefix())
+                        .keys_only()
+                        .limit(1),
+                )],
             },
             (),
         ))
     }
 
-    async fn conflict(&self, (): (), _: TxnResponse) -> Result<Conflict<(), ()>> {
-        Err(not_found(self.id, None))
+    async fn conflict(&self, (): (), resp: TxnResponse) -> Result<Conflict<(), ()>> {
+        if resp.range(0)?.kvs.is_empty() {
+            Err(not_found(self.id, None))
+        } else {
+            Ok(Conflict::Done(()))
+        }
     }
 
     async fn refresh(&self, (): ()) -> Result<()> {

@@ -135,6 +135,8 @@ pub fn check_body(spec: &FlowSpec) -> Vec<FieldViolation> {
         }
     }
 
+    check_enums(spec, &mut v);
+
     if let Some(k8s) = &spec.kubernetes {
         for stage in k8s.cpu_pinning.keys() {
             if !stages.contains(stage.as_str()) {
@@ -157,6 +159,84 @@ pub fn check_body(spec: &FlowSpec) -> Vec<FieldViolation> {
         ));
     }
     v
+}
+
+/// An enum field must hold one of its enum's values. proto3 enums are open (gRPC clients can send
+/// any number), but a spec with an unknown value could be stored and then never shown: protojson
+/// writes enum values by name, and has none for it.
+fn check_enums(spec: &FlowSpec, v: &mut Vec<FieldViolation>) {
+    use crate::proto::v1::{
+        CronConcurrencyPolicy, ExecutionMode, ImagePullPolicy, InMemorySchemaFormat, OtlpTransport,
+        QueueType, RestartPolicy, StreamingWorkloadKind,
+        observability_config::logging_config::LogProcessorType,
+        observability_config::tracing_config::{AttributeLevel, TraceHint, TraceProcessorType},
+    };
+    fn check<E: TryFrom<i32>>(
+        v: &mut Vec<FieldViolation>,
+        field: &str,
+        enum_name: &str,
+        value: i32,
+    ) {
+        if E::try_from(value).is_err() {
+            v.push(FieldViolation::new(
+                field,
+                format!("{value} is not a value of {enum_name}"),
+            ));
+        }
+    }
+    if let Some(e) = &spec.execution {
+        check::<ExecutionMode>(v, "execution.mode", "ExecutionMode", e.mode);
+    }
+    for (i, q) in spec.queues.iter().enumerate() {
+        if let Some(t) = q.r#type {
+            check::<QueueType>(v, &format!("queues[{i}].type"), "QueueType", t);
+        }
+        if let Some(schema) = &q.schema {
+            let field = format!("queues[{i}].schema.format");
+            check::<InMemorySchemaFormat>(v, &field, "InMemorySchemaFormat", schema.format);
+        }
+    }
+    if let Some(k) = &spec.kubernetes {
+        let pull = k.image_pull_policy;
+        check::<ImagePullPolicy>(v, "kubernetes.image_pull_policy", "ImagePullPolicy", pull);
+        let restart = k.restart_policy;
+        check::<RestartPolicy>(v, "kubernetes.restart_policy", "RestartPolicy", restart);
+    }
+    if let Some(o) = &spec.kubernetes_options {
+        let field = "kubernetes_options.streaming_workload_kind";
+        let kind = o.streaming_workload_kind;
+        check::<StreamingWorkloadKind>(v, field, "StreamingWorkloadKind", kind);
+        if let Some(c) = &o.cron {
+            let field = "kubernetes_options.cron.concurrency_policy";
+            let policy = c.concurrency_policy;
+            check::<CronConcurrencyPolicy>(v, field, "CronConcurrencyPolicy", policy);
+        }
+    }
+    if let Some(o) = &spec.observability {
+        check::<OtlpTransport>(v, "observability.transport", "OtlpTransport", o.transport);
+        if let Some(t) = &o.tracing {
+            check::<TraceHint>(
+                v,
+                "observability.tracing.trace_hint",
+                "TraceHint",
+                t.trace_hint,
+            );
+            let processor = t.processor;
+            let name = "TraceProcessorType";
+            check::<TraceProcessorType>(v, "observability.tracing.processor", name, processor);
+            let level = t.attribute_level;
+            check::<AttributeLevel>(
+                v,
+                "observability.tracing.attribute_level",
+                "AttributeLevel",
+                level,
+            );
+        }
+        if let Some(l) = &o.logging {
+            let name = "LogProcessorType";
+            check::<LogProcessorType>(v, "observability.logging.processor", name, l.processor);
+        }
+    }
 }
 
 /// A `FlowSpec` that passed every rule of B.5, with defaults applied and its flow's name. Only
@@ -196,21 +276,13 @@ impl ValidSpec {
         }
     }
 
-    /// Validates a spec for UpdateFlow of flow `name`: `spec.name` must be empty or equal
-    /// `name`. `spec.version` is the update's precondition, checked by the operation, not here.
+    /// Validates a spec for UpdateFlow of flow `name`. The request's name names the flow:
+    /// `spec.name` may be empty or anything else, and the stored spec gets `name` (contract B.4;
+    /// the original API did this, and `flowctl update --name X` relies on it to update several
+    /// flows from one spec file). `spec.version` is the update's precondition, checked by the
+    /// operation, not here.
     pub fn for_update(name: &FlowName, mut spec: FlowSpec) -> Result<Self> {
-        let mut v = Vec::new();
-        if !spec.name.is_empty() && spec.name != name.as_str() {
-            v.push(FieldViolation::new(
-                "name",
-                format!(
-                    "must be empty or equal the flow's name {:?} (got {:?}); a flow cannot be renamed",
-                    name.as_str(),
-                    spec.name
-                ),
-            ));
-        }
-        v.extend(check_body(&spec));
+        let v = check_body(&spec);
         if !v.is_empty() {
             return Err(Error::invalid(INVALID_FLOW_SPEC, v));
         }
@@ -333,19 +405,62 @@ mod tests {
     }
 
     #[test]
-    fn update_fills_the_name_and_refuses_a_rename() {
+    fn update_takes_the_requests_name() {
         let name = FlowName::parse("f").unwrap();
         let s = ValidSpec::for_update(&name, FlowSpec::default()).unwrap();
         assert_eq!(s.spec().name, "f");
+        // `flowctl update --name f other.yaml`: the spec file names another flow, or none valid.
+        for other in ["other", "../etc", "UPPER"] {
+            let s = ValidSpec::for_update(
+                &name,
+                FlowSpec {
+                    name: other.into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(s.name().as_str(), "f");
+            assert_eq!(s.spec().name, "f", "{other}");
+        }
+        // The rest of the spec is still checked.
         let e = ValidSpec::for_update(
             &name,
             FlowSpec {
-                name: "g".into(),
+                name: "other".into(),
+                stages: vec![crate::proto::v1::StageSpec::default()],
                 ..Default::default()
             },
         )
         .unwrap_err();
-        assert_eq!(fields(&e), ["name"]);
+        assert_eq!(
+            fields(&e),
+            ["stages[0].name", "stages[0].type", "stages[0].threads"]
+        );
+    }
+
+    #[test]
+    fn unknown_enum_values_are_refused() {
+        // What a gRPC client can send and protojson could never show.
+        let mut s = spec(r#"{"name":"f","mode":"JOB","queues":[{"name":"q"}]}"#);
+        s.execution.as_mut().unwrap().mode = 7;
+        s.queues[0].r#type = Some(9);
+        s.kubernetes = Some(crate::proto::v1::KubernetesSettings {
+            restart_policy: -1,
+            ..Default::default()
+        });
+        let e = ValidSpec::for_create(s).unwrap_err();
+        assert_eq!(
+            fields(&e),
+            [
+                "execution.mode",
+                "queues[0].type",
+                "kubernetes.restart_policy"
+            ]
+        );
+        assert_eq!(
+            e.violations()[0].description,
+            "7 is not a value of ExecutionMode"
+        );
     }
 
     #[test]

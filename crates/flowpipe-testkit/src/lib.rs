@@ -6,11 +6,14 @@
 //! - [`stores`]: the one etcd a test binary shares, stores isolated from each other by key
 //!   namespace, and [`both!`], which runs a test on etcd and on the embedded store;
 //! - [`server`]: the real server on port 0 ([`TestServer`]);
+//! - [`otlp`]: an OTLP/gRPC receiver on loopback ([`otlp::Receiver`]), standing in for an
+//!   OpenTelemetry collector;
 //! - [`env`](mod@env): a deterministic [`flowpipe_core::Environment`] ([`FakeEnvironment`]) for tests of
 //!   retries and backoff.
 
 pub mod env;
 pub mod etcd;
+pub mod otlp;
 pub mod server;
 pub mod stores;
 

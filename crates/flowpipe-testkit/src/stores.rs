@@ -81,3 +81,54 @@ macro_rules! both {
 pub fn counting(store: Store) -> (Store, std::sync::Arc<flowpipe_store::RoundTrips>) {
     store.counting()
 }
+
+/// Writes flow `name` as the original Go API writes it: `versions/1..=versions/spec` (a valid
+/// one-stage spec whose threads are the version number), `active` (unless `deleted`), and a
+/// `meta` without `latest_version` and with uid `go-<name>`; no version meta, no index key.
+pub async fn original_api_flow(store: &Store, name: &str, versions: u64, deleted: bool) {
+    use flowpipe_core::kv::{Kv, Txn, TxnOp};
+    use prost::Message;
+    let mut ops = Vec::new();
+    for v in 1..=versions {
+        let spec = flowpipe_core::proto::v1::FlowSpec {
+            name: name.to_string(),
+            version: v,
+            queues: vec![flowpipe_core::proto::v1::QueueSpec {
+                name: "q".into(),
+                capacity: 128,
+                ..Default::default()
+            }],
+            stages: vec![flowpipe_core::proto::v1::StageSpec {
+                name: "s".into(),
+                r#type: "t".into(),
+                threads: u32::try_from(v).unwrap_or(u32::MAX),
+                output_queue: Some("q".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        ops.push(TxnOp::put(
+            format!("/flowpipe/flows/{name}/versions/{v}/spec"),
+            spec.encode_to_vec(),
+        ));
+    }
+    if !deleted {
+        ops.push(TxnOp::put(
+            format!("/flowpipe/flows/{name}/active"),
+            versions.to_string(),
+        ));
+    }
+    let meta = serde_json::json!({"uid": format!("go-{name}"), "created_at": "2024-01-02T03:04:05Z",
+                                  "labels": {}, "deleted": deleted});
+    ops.push(TxnOp::put(
+        format!("/flowpipe/flows/{name}/meta"),
+        meta.to_string(),
+    ));
+    store
+        .txn(Txn {
+            success: ops,
+            ..Default::default()
+        })
+        .await
+        .expect("write the original API's keys");
+}

@@ -22,19 +22,25 @@ use tokio::sync::{Mutex, OnceCell};
 use tower::{Service, ServiceExt};
 
 use super::config::{EtcdSource, LambdaConfig};
-use super::secret::{default_secrets_client, fetch_secret, secret_label};
+use super::secret::{fetch_secret, secret_label, secrets_client_from_env};
 use super::{RETRY_AFTER, SECRET_VAR};
 use crate::error::RestError;
+use crate::state::IndexBackfill;
+use crate::telemetry::Telemetry;
 use crate::{AppState, router};
 
 /// Settings of [`LambdaApp`] that tests change.
 #[derive(Clone, Default)]
 pub struct Options {
-    /// The Secrets Manager client; by default built from [`super::aws_config_loader`] at the first
+    /// The Secrets Manager client; by default built from the environment
+    /// ([`super::secrets_client_from_env`]) at the first
     /// invocation that needs it.
     pub secrets_client: Option<aws_sdk_secretsmanager::Client>,
     /// Overrides [`RETRY_AFTER`].
     pub retry_after: Option<Duration>,
+    /// What the function records into and flushes before each response
+    /// ([`super::init_telemetry`]); disabled by default.
+    pub telemetry: Telemetry,
 }
 
 /// The function: a tower service from API Gateway requests (as `lambda_http` converts them) to
@@ -50,6 +56,7 @@ struct Inner {
     secrets: OnceCell<aws_sdk_secretsmanager::Client>,
     retry_after: Duration,
     router: OnceCell<Router>,
+    telemetry: Telemetry,
     /// The last failed attempt; its lock also makes concurrent first requests build once.
     failure: Mutex<Option<(Instant, String)>>,
 }
@@ -58,11 +65,16 @@ impl LambdaApp {
     /// The function as configured by the environment. Does no I/O; a bad variable is logged
     /// here and answered with 503 on every request.
     pub fn from_env() -> Self {
+        Self::from_env_with(Options::default())
+    }
+
+    /// As [`LambdaApp::from_env`], with `options`.
+    pub fn from_env_with(options: Options) -> Self {
         let config = LambdaConfig::from_env();
         if let Err(e) = &config {
             tracing::error!("configuration error: {e}");
         }
-        Self::from_config(config, Options::default())
+        Self::from_config(config, options)
     }
 
     /// The function on `config`.
@@ -79,6 +91,7 @@ impl LambdaApp {
                 secrets: OnceCell::new_with(options.secrets_client),
                 retry_after: options.retry_after.unwrap_or(RETRY_AFTER),
                 router: OnceCell::new(),
+                telemetry: options.telemetry,
                 failure: Mutex::new(None),
             }),
         }
@@ -117,7 +130,11 @@ impl LambdaApp {
         let mut etcd = match &config.etcd {
             EtcdSource::Endpoints(endpoints) => EtcdConfig::new(endpoints.clone()),
             EtcdSource::Secret { id, endpoints } => {
-                let client = self.inner.secrets.get_or_init(default_secrets_client).await;
+                let client = self
+                    .inner
+                    .secrets
+                    .get_or_init(|| async { secrets_client_from_env() })
+                    .await;
                 let text = fetch_secret(client, id).await?;
                 EtcdConfig::from_secret_json(&text, endpoints)
                     .map_err(|e| format!("secret {:?} ({SECRET_VAR}) {e}", secret_label(id)))?
@@ -131,15 +148,31 @@ impl LambdaApp {
             auth = config.api_key.is_some(),
             "store configured"
         );
-        Ok(router(AppState::new(
-            store,
+        // Frozen between invocations, an execution environment builds a missing name index on
+        // its first ListFlows, not in the background.
+        let telemetry = self.inner.telemetry.clone();
+        Ok(router(AppState::with(
+            telemetry.instrument(store),
             config.http.clone(),
             config.api_key.clone(),
+            telemetry,
+            IndexBackfill::OnFirstUnindexedList,
         )))
     }
 
-    /// Serves one request.
+    /// Serves one request, then flushes its telemetry when exporting OTLP: Lambda may freeze
+    /// the environment as soon as the response is returned.
     pub async fn handle<B>(&self, req: Request<B>) -> Response
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let resp = self.serve(req).await;
+        self.inner.telemetry.flush_invocation().await;
+        resp
+    }
+
+    async fn serve<B>(&self, req: Request<B>) -> Response
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,

@@ -5,7 +5,9 @@ use flowpipe_store::{EtcdConfig, EtcdConfigError};
 
 use super::{ENDPOINTS_VAR, SECRET_VAR};
 use crate::ApiKey;
-use crate::settings::{self, API_KEY_VAR, AUTH_ENABLED_VAR, HttpSettings, parse_bool};
+use crate::settings::{
+    self, API_KEY_VAR, AUTH_ENABLED_VAR, HttpSettings, TelemetrySettings, parse_bool,
+};
 
 /// Where the function finds etcd.
 #[derive(Debug, Clone)]
@@ -33,6 +35,8 @@ pub struct LambdaConfig {
     pub api_key: Option<ApiKey>,
     /// Prefix of every etcd key (tests); empty in production.
     pub namespace: Vec<u8>,
+    /// As on the local server (`FLOW_OBSERVABILITY_ENABLED`, `FLOW_LOG_LEVEL`, `OTEL_*`).
+    pub telemetry: TelemetrySettings,
 }
 
 impl LambdaConfig {
@@ -43,6 +47,7 @@ impl LambdaConfig {
             http: HttpSettings::default(),
             api_key: None,
             namespace: Vec::new(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 
@@ -91,11 +96,13 @@ impl LambdaConfig {
         };
         let api_key = settings::api_key(auth_enabled, get(API_KEY_VAR).as_deref(), "")?;
         let http = HttpSettings::from_env(&var)?;
+        let telemetry = TelemetrySettings::from_env(&var)?;
         Ok(LambdaConfig {
             etcd,
             http,
             api_key,
             namespace: Vec::new(),
+            telemetry,
         })
     }
 }
@@ -168,5 +175,15 @@ mod tests {
         assert_eq!(c.http.env.as_deref(), Some("prod"));
         assert!(config(&[base, ("FLOW_REQUEST_TIMEOUT", "5h")]).is_err());
         assert!(config(&[base, ("FLOW_HTTP_BODY_LIMIT", "0")]).is_err());
+        let c = config(&[
+            base,
+            ("FLOW_OBSERVABILITY_ENABLED", "true"),
+            ("FLOW_LOG_LEVEL", "Error"),
+        ])
+        .unwrap();
+        assert!(c.telemetry.enabled);
+        assert_eq!(c.telemetry.log_level, settings::LogLevel::Error);
+        let e = config(&[base, ("FLOW_LOG_LEVEL", "chatty")]).unwrap_err();
+        assert!(e.starts_with("FLOW_LOG_LEVEL: "), "{e}");
     }
 }

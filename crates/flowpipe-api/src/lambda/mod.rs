@@ -19,7 +19,8 @@
 //!   (a list or a comma-separated string; optional when `ETCD_ENDPOINTS` is set), optional
 //!   `username`/`password` and PEM `ca`/`cert`/`key`. The SDK honours `AWS_ENDPOINT_URL`;
 //! - `FLOW_AUTH_ENABLED` + `FLOW_API_KEY`, `FLOW_ENV`, `FLOW_CORS_ORIGINS`,
-//!   `FLOW_HTTP_BODY_LIMIT`, `FLOW_REQUEST_TIMEOUT`: as on the local server.
+//!   `FLOW_HTTP_BODY_LIMIT`, `FLOW_REQUEST_TIMEOUT`: as on the local server;
+//! - `FLOW_OBSERVABILITY_ENABLED`, `FLOW_LOG_LEVEL`, `OTEL_*`: see [`init_telemetry`].
 //!
 //! Paths: API Gateway puts a named stage in the path of HTTP API events (`/prod/v1/flows`), and
 //! `lambda_http` adds it to REST API events unless `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set.
@@ -33,7 +34,10 @@ use std::time::Duration;
 
 pub use app::{LambdaApp, Options};
 pub use config::{EtcdSource, LambdaConfig};
-pub use secret::aws_config_loader;
+pub use secret::{aws_config_loader, secrets_client_from_env};
+
+use crate::TelemetrySettings;
+use crate::telemetry::{self, Host, Telemetry};
 
 /// After a failed configuration attempt, requests within this time get the same 503 without
 /// asking Secrets Manager again (a broken secret must not turn every request into an API call).
@@ -48,24 +52,28 @@ pub const ENDPOINTS_VAR: &str = "ETCD_ENDPOINTS";
 /// Where the function finds the secret that holds the etcd settings.
 pub const SECRET_VAR: &str = "FLOW_ETCD_SECRET_ARN";
 
-/// JSON lines on stdout (CloudWatch), at `AWS_LAMBDA_LOG_LEVEL` (Lambda's log-level control),
-/// else `RUST_LOG`, else `info`. Each line lists its spans: the runtime's carries `requestId`,
-/// the router's `request_id` (the same id, see `app::prepare`).
-pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .ok()
-        .and_then(|l| EnvFilter::try_new(l.to_ascii_lowercase()).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init();
+/// Logging and telemetry (`crate::telemetry::init`, as on the local server): JSON lines on
+/// stdout (CloudWatch) at `RUST_LOG`, else `FLOW_LOG_LEVEL`, else `AWS_LAMBDA_LOG_LEVEL` (Lambda's
+/// log-level control), else `info`; each line lists its spans (the runtime's carries
+/// `requestId`, the router's `request_id`, the same id, see `app::prepare`). With
+/// `FLOW_OBSERVABILITY_ENABLED`: OTLP when an endpoint is set (flushed before each response),
+/// else the HTTP metrics as CloudWatch EMF lines. Never fails: a setting that cannot be used is
+/// logged (and answered with 503 by [`LambdaApp`]) and telemetry stays off.
+pub fn init_telemetry() -> Telemetry {
+    let settings = TelemetrySettings::from_env(|n| std::env::var(n).ok());
+    let wanted = settings.clone().unwrap_or_default();
+    match telemetry::init(&wanted, Host::Lambda, true) {
+        Ok(t) => t,
+        Err(e) => {
+            let off = TelemetrySettings {
+                enabled: false,
+                ..wanted
+            };
+            let t = telemetry::init(&off, Host::Lambda, true).unwrap_or_default();
+            tracing::error!("{e}; telemetry is off");
+            t
+        }
+    }
 }
 
 /// The `bootstrap` program: logging, the lazily configured app, then the Lambda runtime loop.
@@ -78,6 +86,10 @@ pub async fn run() -> Result<(), lambda_http::Error> {
                 .into(),
         );
     }
-    init_logging();
-    lambda_http::run(LambdaApp::from_env()).await
+    let telemetry = init_telemetry();
+    lambda_http::run(LambdaApp::from_env_with(Options {
+        telemetry,
+        ..Options::default()
+    }))
+    .await
 }

@@ -13,20 +13,47 @@ pub(super) fn secret_label(id: &str) -> &str {
     id.split_once(":secret:").map_or(id, |(_, name)| name)
 }
 
-/// The AWS config loader the function uses: the SDK's default chain (credentials and region
-/// from the Lambda environment, `AWS_ENDPOINT_URL` honoured) over a rustls + ring HTTPS client,
-/// so no second crypto library (aws-lc) is linked. Loading it does no network I/O in Lambda,
-/// where the region and credentials are environment variables.
+/// An AWS config loader over the HTTPS client the function uses (rustls + ring, so no second
+/// crypto library, aws-lc, is linked), with the SDK's whole default chain: for tests and tools
+/// that talk to Secrets Manager as the function does. The function itself builds its client from
+/// the Lambda environment alone ([`secrets_client_from_env`]).
 pub fn aws_config_loader() -> aws_config::ConfigLoader {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http)
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client())
 }
 
-pub(super) async fn default_secrets_client() -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::new(&aws_config_loader().load().await)
+fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The Secrets Manager client of the function, from what Lambda puts in the environment:
+/// the region (`AWS_REGION`, else `AWS_DEFAULT_REGION`), the role's credentials
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and an endpoint override
+/// (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL`, as the SDK reads them). No network
+/// I/O. The SDK's default chain would also look for profiles, SSO, web identity (STS) and
+/// instance metadata, which a Lambda function never uses and which took a tenth of its binary.
+pub fn secrets_client_from_env() -> aws_sdk_secretsmanager::Client {
+    secrets_client_from(|name| std::env::var(name).ok())
+}
+
+fn secrets_client_from(var: impl Fn(&str) -> Option<String>) -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Builder, Region};
+    let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    let mut config = Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(https_client())
+        .credentials_provider(
+            aws_config::environment::credentials::EnvironmentVariableCredentialsProvider::new(),
+        );
+    if let Some(region) = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
+        config = config.region(Region::new(region));
+    }
+    if let Some(url) = get("AWS_ENDPOINT_URL_SECRETS_MANAGER").or_else(|| get("AWS_ENDPOINT_URL")) {
+        config = config.endpoint_url(url);
+    }
+    aws_sdk_secretsmanager::Client::from_conf(config.build())
 }
 
 /// The secret's text, or a one-line reason it cannot be had.
@@ -81,6 +108,26 @@ fn describe_secret_error(e: &SdkError<GetSecretValueError>, what: &str) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_comes_from_the_lambda_environment() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_string())
+            }
+        };
+        let c = secrets_client_from(vars(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-2"),
+        ]));
+        assert_eq!(c.config().region().unwrap().as_ref(), "eu-west-1");
+        let c = secrets_client_from(vars(&[("AWS_DEFAULT_REGION", "us-east-2")]));
+        assert_eq!(c.config().region().unwrap().as_ref(), "us-east-2");
+        assert!(secrets_client_from(vars(&[])).config().region().is_none());
+    }
 
     #[test]
     fn secret_labels_hide_the_account() {

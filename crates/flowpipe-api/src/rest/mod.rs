@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+mod csrf;
 mod extract;
 
 use axum::Router;
@@ -21,13 +22,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use flowpipe_core::json;
 use flowpipe_core::proto::v1::{CreateFlowRequest, Flow, SchemaDefinition, UpdateFlowRequest};
 use flowpipe_core::{Detail, Error, FieldViolation};
 
 use crate::error::RestError;
+use crate::telemetry::HttpTelemetryLayer;
 
 use crate::state::AppState;
 
@@ -67,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
+        ))
+        // Outermost, so a forged write is refused before anything else looks at it.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            csrf::refuse_cross_site_writes,
         ));
 
     let operational = Router::new()
@@ -92,23 +98,8 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|req: &Request| {
-                            let id = req
-                                .headers()
-                                .get("x-request-id")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("");
-                            tracing::info_span!(
-                                "http",
-                                method = %req.method(),
-                                path = %req.uri().path(),
-                                request_id = %id,
-                            )
-                        })
-                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-                )
+                // The server span, access log and request metrics (crate::telemetry::http).
+                .layer(HttpTelemetryLayer::new(state.telemetry()))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
@@ -254,9 +245,12 @@ async fn list_flows(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<
     let q = Query::parse(q, &[PAGE_SIZE, PAGE_TOKEN])?;
     let page = s
         .flows()
-        .list(q.i32(PAGE_SIZE)?, &q.string(PAGE_TOKEN))
+        .list_page(q.i32(PAGE_SIZE)?, &q.string(PAGE_TOKEN))
         .await?;
-    json_response(&page)
+    if !page.from_index {
+        s.index_missing().await;
+    }
+    json_response(&page.response)
 }
 
 async fn get_flow(

@@ -9,13 +9,17 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use flowpipe_store::{EtcdConfig, EtcdConfigError, StoreConfig};
 
 use super::tls::TlsIdentity;
 use crate::ApiKey;
-use crate::settings::{self, HttpSettings, parse_body_limit, parse_bool, parse_duration};
+use crate::settings::{
+    self, GRPC_TLS_SERVER_NAME_VAR, HttpSettings, LOG_LEVEL_VAR, OBSERVABILITY_ENABLED_VAR,
+    OTLP_ENDPOINT_VAR, RESOURCE_ATTRIBUTES_VAR, SDK_DISABLED_VAR, TelemetrySettings,
+    parse_body_limit, parse_bool, parse_duration,
+};
 
 /// The embedded store's file name inside the data directory.
 pub const EMBEDDED_FILE: &str = "flowpipe.redb";
@@ -35,15 +39,21 @@ struct Args {
     #[arg(long = "grpc-addr", env = "FLOW_GRPC_ADDR", default_value = ":9090")]
     grpc_addr: String,
     /// Comma-separated etcd endpoints (default http://127.0.0.1:2379 when the store is etcd).
-    #[arg(long = "etcd", env = "ETCD_ENDPOINTS", value_delimiter = ',')]
+    #[arg(
+        long = "etcd",
+        env = "ETCD_ENDPOINTS",
+        global = true,
+        value_delimiter = ','
+    )]
     etcd: Vec<String>,
     /// "etcd" or "embedded" (default: etcd if endpoints are given, else embedded).
-    #[arg(long = "store", env = "FLOW_STORE")]
+    #[arg(long = "store", env = "FLOW_STORE", global = true)]
     store: Option<String>,
     /// Directory of the embedded store's file.
     #[arg(
         long = "data-dir",
         env = "FLOW_DATA_DIR",
+        global = true,
         default_value = "./flowpipe-data"
     )]
     data_dir: PathBuf,
@@ -52,29 +62,30 @@ struct Args {
     env: Option<String>,
 
     /// etcd user (with --etcd-password).
-    #[arg(long = "etcd-username", env = "FLOW_ETCD_USERNAME")]
+    #[arg(long = "etcd-username", env = "FLOW_ETCD_USERNAME", global = true)]
     etcd_username: Option<String>,
     /// etcd password.
     #[arg(
         long = "etcd-password",
         env = "FLOW_ETCD_PASSWORD",
+        global = true,
         hide_env_values = true
     )]
     etcd_password: Option<String>,
     /// PEM CA bundle for https etcd endpoints.
-    #[arg(long = "etcd-ca", env = "FLOW_ETCD_CA")]
+    #[arg(long = "etcd-ca", env = "FLOW_ETCD_CA", global = true)]
     etcd_ca: Option<PathBuf>,
     /// PEM client certificate for etcd (with --etcd-key).
-    #[arg(long = "etcd-cert", env = "FLOW_ETCD_CERT")]
+    #[arg(long = "etcd-cert", env = "FLOW_ETCD_CERT", global = true)]
     etcd_cert: Option<PathBuf>,
     /// PEM client key for etcd.
-    #[arg(long = "etcd-key", env = "FLOW_ETCD_KEY")]
+    #[arg(long = "etcd-key", env = "FLOW_ETCD_KEY", global = true)]
     etcd_key: Option<PathBuf>,
     /// Time to connect to an etcd member, e.g. "3s".
-    #[arg(long = "etcd-dial-timeout", env = "FLOW_ETCD_DIAL_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long = "etcd-dial-timeout", env = "FLOW_ETCD_DIAL_TIMEOUT", global = true, default_value = "3s", value_parser = parse_duration)]
     etcd_dial_timeout: Duration,
     /// Time for one etcd request, e.g. "5s".
-    #[arg(long = "etcd-request-timeout", env = "FLOW_ETCD_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long = "etcd-request-timeout", env = "FLOW_ETCD_REQUEST_TIMEOUT", global = true, default_value = "5s", value_parser = parse_duration)]
     etcd_request_timeout: Duration,
 
     /// Largest REST request body in bytes (larger gets 413).
@@ -91,7 +102,12 @@ struct Args {
     )]
     cors_origins: Vec<String>,
     /// Log format: "text" or "json".
-    #[arg(long = "log-format", env = "FLOW_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long = "log-format",
+        env = "FLOW_LOG_FORMAT",
+        global = true,
+        default_value = "text"
+    )]
     log_format: String,
 
     /// Require `Authorization: Bearer <key>` on every API call (REST and gRPC).
@@ -114,6 +130,45 @@ struct Args {
     grpc_tls_cert: Option<PathBuf>,
     #[arg(long = "grpc-tls-key", env = "FLOW_GRPC_TLS_KEY")]
     grpc_tls_key: Option<PathBuf>,
+    /// Accepted for compatibility with the original API's helm chart, where it named the gRPC
+    /// server for an internal REST-to-gRPC hop this API does not have: checked, no effect.
+    #[arg(long = "grpc-tls-server-name", env = "FLOW_GRPC_TLS_SERVER_NAME")]
+    grpc_tls_server_name: Option<String>,
+
+    /// Export metrics and traces over OTLP/gRPC (README, "Observability").
+    #[arg(long = "observability-enabled", env = "FLOW_OBSERVABILITY_ENABLED", num_args = 0..=1, default_missing_value = "true")]
+    observability_enabled: Option<String>,
+    /// Log level: debug, info, warn or error (RUST_LOG, when set, wins) [default: info].
+    #[arg(long = "log-level", env = "FLOW_LOG_LEVEL", global = true)]
+    log_level: Option<String>,
+    /// The resource's service.name [default: flow-api].
+    #[arg(long = "service-name", env = "OTEL_SERVICE_NAME")]
+    service_name: Option<String>,
+    /// The OTLP/gRPC collector: host:port (plaintext) or http(s)://host:port
+    /// [default: http://localhost:4317].
+    #[arg(long = "otel-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otel_endpoint: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What `flow-api` does besides serving (the default).
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// The name index that serves ListFlows (contract B.6).
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+/// `flow-api index ...`
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexCommand {
+    /// Builds the name index from the flows in the store and marks it ready: an index key for
+    /// every live flow, none for any other. Run it after the original API wrote flows (the
+    /// server runs it once by itself when the index is not ready). Prints what it did; exits 1
+    /// on failure.
+    Rebuild,
 }
 
 /// The checked configuration of the local server.
@@ -127,6 +182,9 @@ pub struct Config {
     pub http_tls: Option<TlsIdentity>,
     pub grpc_tls: Option<TlsIdentity>,
     pub json_logs: bool,
+    /// Serve (`None`), or the command to run instead.
+    pub command: Option<Command>,
+    pub telemetry: TelemetrySettings,
 }
 
 /// A configuration problem: one line, for stderr.
@@ -228,6 +286,39 @@ fn etcd_error(e: EtcdConfigError) -> ConfigError {
     })
 }
 
+/// The observability settings from their flags (or variables, which clap has read into them) and
+/// the two standard variables without a flag. Values are checked here, not by clap, so that a
+/// bad one is the same one line as every other configuration problem.
+fn telemetry_settings(
+    enabled: Option<String>,
+    log_level: Option<String>,
+    service_name: Option<String>,
+    endpoint: Option<String>,
+    grpc_tls_server_name: Option<String>,
+) -> Result<TelemetrySettings, ConfigError> {
+    let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let bad = |var: &str, e: String| ConfigError(format!("invalid {var}: {e}"));
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let enabled = match given(enabled) {
+        Some(v) => parse_bool(&v).map_err(|e| bad(OBSERVABILITY_ENABLED_VAR, e))?,
+        None => false,
+    };
+    Ok(TelemetrySettings {
+        enabled: enabled && !settings::sdk_disabled(env(SDK_DISABLED_VAR).as_deref()),
+        log_level: given(log_level)
+            .map(|v| settings::parse_log_level(&v).map_err(|e| bad(LOG_LEVEL_VAR, e)))
+            .transpose()?
+            .unwrap_or_default(),
+        service_name: settings::service_name(service_name, env(RESOURCE_ATTRIBUTES_VAR)),
+        endpoint: given(endpoint)
+            .map(|v| settings::parse_otlp_endpoint(&v).map_err(|e| bad(OTLP_ENDPOINT_VAR, e)))
+            .transpose()?,
+        grpc_tls_server_name: given(grpc_tls_server_name)
+            .map(|v| settings::parse_server_name(&v).map_err(|e| bad(GRPC_TLS_SERVER_NAME_VAR, e)))
+            .transpose()?,
+    })
+}
+
 fn data_dir_ready(dir: &std::path::Path) -> Result<(), ConfigError> {
     let bad = |e: std::io::Error| {
         ConfigError(format!(
@@ -316,6 +407,13 @@ impl Config {
                 )));
             }
         };
+        let telemetry = telemetry_settings(
+            a.observability_enabled,
+            a.log_level,
+            a.service_name,
+            a.otel_endpoint,
+            a.grpc_tls_server_name,
+        )?;
         Ok(Config {
             http_addr,
             grpc_addr,
@@ -330,6 +428,8 @@ impl Config {
             http_tls: tls_identity("http", a.http_tls_enabled, a.http_tls_cert, a.http_tls_key)?,
             grpc_tls: tls_identity("grpc", a.grpc_tls_enabled, a.grpc_tls_cert, a.grpc_tls_key)?,
             json_logs,
+            command: a.command,
+            telemetry,
         })
     }
 
@@ -344,6 +444,8 @@ impl Config {
             http_tls: None,
             grpc_tls: None,
             json_logs: false,
+            command: None,
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
@@ -465,6 +567,54 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.0.contains("/nonexistent/cert.pem"), "{e}");
+    }
+
+    #[test]
+    fn observability_flags_and_their_errors() {
+        let c = load(&["--store", "etcd"]).unwrap();
+        assert_eq!(c.telemetry, TelemetrySettings::default());
+        let c = load(&[
+            "--store",
+            "etcd",
+            "--observability-enabled",
+            "--log-level",
+            "DEBUG",
+            "--service-name",
+            "flow-api-staging",
+            "--otel-endpoint",
+            "collector:4317",
+            "--grpc-tls-server-name",
+            "flow-api.flowpipe.svc",
+        ])
+        .unwrap();
+        assert!(c.telemetry.enabled);
+        assert_eq!(c.telemetry.log_level, settings::LogLevel::Debug);
+        assert_eq!(c.telemetry.service_name, "flow-api-staging");
+        assert_eq!(
+            c.telemetry.endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(
+            c.telemetry.grpc_tls_server_name.as_deref(),
+            Some("flow-api.flowpipe.svc")
+        );
+        for (flag, value, var) in [
+            ("--log-level", "loud", "FLOW_LOG_LEVEL"),
+            (
+                "--otel-endpoint",
+                "ftp://x:1",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            (
+                "--observability-enabled",
+                "sometimes",
+                "FLOW_OBSERVABILITY_ENABLED",
+            ),
+            ("--grpc-tls-server-name", "a b", "FLOW_GRPC_TLS_SERVER_NAME"),
+        ] {
+            let e = load(&["--store", "etcd", flag, value]).unwrap_err();
+            assert!(e.0.starts_with(&format!("invalid {var}: ")), "{e}");
+        }
     }
 
     #[test]

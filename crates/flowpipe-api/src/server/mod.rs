@@ -8,29 +8,45 @@ pub mod tls;
 
 use std::process::ExitCode;
 
-pub use config::{Config, ConfigError};
+pub use config::{Command, Config, ConfigError, IndexCommand};
 pub use serve::{Server, shutdown_signal};
 pub use tls::TlsIdentity;
 
-/// Logs to stderr, as text or JSON lines, filtered by `RUST_LOG` (default `info`). Text is
-/// coloured only on a terminal: a log file or journald must not collect escape codes.
-pub fn init_logging(json: bool) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
+use crate::telemetry::{self, Host};
+
+/// `flow-api index rebuild`: builds the name index of the configured store and says what it did.
+async fn rebuild_index(config: Config) -> ExitCode {
+    let store = match flowpipe_store::Store::open(config.store) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("flow-api: cannot open the store: {e}");
+            return ExitCode::from(2);
+        }
     };
+    let flows = flowpipe_core::FlowRegistry::new(store.clone(), crate::SystemEnvironment);
+    match flows.rebuild_index().await {
+        Ok(r) => {
+            println!(
+                "indexed {} flows on {}: {} live, {} index keys written, {} removed, {} changed meanwhile (left to their writers); the index is ready",
+                r.live,
+                store.describe(),
+                r.live,
+                r.indexed,
+                r.removed,
+                r.skipped
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("flow-api: index rebuild failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The `flow-api` program: configuration from the process's arguments and environment, then
-/// serve until SIGINT/SIGTERM. Configuration problems are one line on stderr and exit code 2.
+/// logging and telemetry (`crate::telemetry::init`), then serve until SIGINT/SIGTERM, then flush
+/// the telemetry. Configuration problems are one line on stderr and exit code 2.
 pub async fn run() -> ExitCode {
     let config = match Config::load(std::env::args()) {
         Err(usage) => {
@@ -47,8 +63,19 @@ pub async fn run() -> ExitCode {
         }
         Ok(Ok(c)) => c,
     };
-    init_logging(config.json_logs);
-    let server = match Server::bind(config).await {
+    let telemetry = match telemetry::init(&config.telemetry, Host::Server, config.json_logs) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("flow-api: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Index(IndexCommand::Rebuild)) = config.command {
+        let code = rebuild_index(config).await;
+        telemetry.shutdown().await;
+        return code;
+    }
+    let server = match Server::bind_with_telemetry(config, telemetry).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("flow-api: {e}");

@@ -14,6 +14,7 @@ use flowpipe_store::Store;
 use super::config::{Config, ConfigError};
 use super::tls::TlsIdentity;
 use crate::grpc::GrpcApi;
+use crate::telemetry::{GrpcTelemetryLayer, Telemetry};
 use crate::{AppState, router};
 
 /// How long shutdown waits for in-flight requests before closing connections.
@@ -25,6 +26,7 @@ pub struct Server {
     state: AppState,
     http: TcpListener,
     grpc: TcpListener,
+    telemetry: Telemetry,
 }
 
 async fn listen(what: &str, addr: SocketAddr) -> Result<TcpListener, ConfigError> {
@@ -45,7 +47,32 @@ impl Server {
     /// As [`Server::bind`], on a store the caller opened (tests wrap one to count its round
     /// trips); `config.store` is not used.
     pub async fn bind_with_store(config: Config, store: Store) -> Result<Server, ConfigError> {
-        let state = AppState::new(store, config.http.clone(), config.api_key.clone());
+        Self::bind_with(config, store, Telemetry::disabled()).await
+    }
+
+    /// As [`Server::bind`], recording into `telemetry` (built by `crate::telemetry::init`),
+    /// which [`Server::serve`] flushes and stops once both listeners have drained.
+    pub async fn bind_with_telemetry(
+        config: Config,
+        telemetry: Telemetry,
+    ) -> Result<Server, ConfigError> {
+        let store = Store::open(config.store.clone())
+            .map_err(|e| ConfigError(format!("cannot open the store: {e}")))?;
+        Self::bind_with(config, store, telemetry).await
+    }
+
+    /// As [`Server::bind_with_store`], recording into `telemetry`.
+    pub async fn bind_with(
+        config: Config,
+        store: Store,
+        telemetry: Telemetry,
+    ) -> Result<Server, ConfigError> {
+        let state = AppState::with_telemetry(
+            telemetry.instrument(store),
+            config.http.clone(),
+            config.api_key.clone(),
+            telemetry.clone(),
+        );
         let http = listen("REST", config.http_addr).await?;
         let grpc = listen("gRPC", config.grpc_addr).await?;
         Ok(Server {
@@ -53,6 +80,7 @@ impl Server {
             state,
             http,
             grpc,
+            telemetry,
         })
     }
 
@@ -72,7 +100,7 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish (up to
-    /// `DRAIN_TIMEOUT`, 20 s).
+    /// `DRAIN_TIMEOUT`, 20 s), then flushes and stops the telemetry.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -103,6 +131,10 @@ impl Server {
             auth = if self.config.api_key.is_some() { "api key" } else { "disabled" },
             "flow-api serving"
         );
+
+        // The name index of ListFlows, if it is not ready yet (data of the original API): built
+        // in the background, so readiness does not wait for it.
+        let backfill = tokio::spawn(build_index(self.state.clone()));
 
         let rest = serve_rest(
             self.http,
@@ -143,6 +175,9 @@ impl Server {
                 Ok(())
             }
         };
+        backfill.abort();
+        // After the drain, so the last requests' spans and metrics are in the final export.
+        self.telemetry.shutdown().await;
         tracing::info!("flow-api stopped");
         result
     }
@@ -191,8 +226,26 @@ async fn serve_grpc(
     config: &Config,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The server span, access log and call metrics (crate::telemetry::grpc); methods of any
+    // other service share one `rpc.method` value.
+    let telemetry = GrpcTelemetryLayer::new(state.telemetry()).with_services([
+        "flowpipe.v1.FlowService",
+        "flowpipe.v1.SchemaRegistryService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]);
     let (health, health_service) = tonic_health::server::health_reporter();
     // The API service is "serving" while its store answers; the process itself ("") always is.
+    // Until the first probe answers it is known and not serving, never unknown (NOT_FOUND).
+    for service in [
+        "flowpipe.v1.FlowService",
+        "flowpipe.v1.SchemaRegistryService",
+    ] {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
     let probe = state.clone();
     let watch_health = tokio::spawn(async move {
         loop {
@@ -222,6 +275,7 @@ async fn serve_grpc(
             .map_err(std::io::Error::other)?;
     }
     let result = builder
+        .layer(telemetry)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -261,6 +315,37 @@ fn reflection() -> (
         .build_v1alpha()
         .expect("embedded descriptor set is valid");
     (v1, v1alpha)
+}
+
+/// Builds the name index unless it is ready (contract B.6), retrying while the store is
+/// unavailable (with a backoff up to a minute); any other failure is logged and left to
+/// `flow-api index rebuild`, since ListFlows answers correctly without the index, only slower.
+async fn build_index(state: AppState) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match state.flows().ensure_index().await {
+            Ok(report) if report.already_ready => return,
+            Ok(report) => {
+                tracing::info!(
+                    live = report.live,
+                    indexed = report.indexed,
+                    removed = report.removed,
+                    skipped = report.skipped,
+                    "name index built"
+                );
+                return;
+            }
+            Err(e) if e.code() == flowpipe_core::Code::Unavailable => {
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot build the name index yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the name index; run `flow-api index rebuild`");
+                return;
+            }
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes and systemd send).

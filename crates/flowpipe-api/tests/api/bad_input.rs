@@ -191,7 +191,7 @@ fn nasty_inputs() -> Vec<Nasty> {
             "/v1/flows",
             r#"{"name":"n","stages":[{"name":"s","type":"t","threads":1,"config":{"x":1e999}}]}"#,
             400,
-            "not valid JSON",
+            "stages[0].config[\"x\"]: number 1e999 is out of range",
         ),
         nasty(
             "duplicate top-level keys",

@@ -480,13 +480,24 @@ async fn reflection_lists_the_services_and_health_answers() {
         .unwrap()
         .into_inner();
     assert_eq!(overall.status, 1, "SERVING");
-    let flows = h
-        .check(HealthCheckRequest {
-            service: "flowpipe.v1.FlowService".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(flows.status, 1, "SERVING while the store answers");
+    // The API service turns SERVING once the first store probe answers (it is NOT_SERVING,
+    // never unknown, before that).
+    let mut status = 0;
+    for _ in 0..100 {
+        status = h
+            .check(HealthCheckRequest {
+                service: "flowpipe.v1.FlowService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        if status == 1 {
+            break;
+        }
+        assert_eq!(status, 2, "NOT_SERVING until the first probe");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 1, "SERVING while the store answers");
     server.stop().await;
 }

@@ -222,11 +222,19 @@ async fn bad_input_in_an_event_gets_the_contract_error() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.error().0, 3);
 
+    // Any content type is read as JSON, as on the local server...
     let mut ev = fixture_json("apigw-v2-create-flow.json");
     ev["headers"]["content-type"] = json!("text/plain");
     let r = send(&app, event(ev, Payload::V2)).await;
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert_eq!(r.error().1, "UNSUPPORTED_MEDIA_TYPE");
+    assert_eq!(r.status, 200, "{}", r.body);
+    // ...except a cross-site browser write: PERMISSION_DENIED (contract B.4).
+    let mut ev = fixture_json("apigw-v2-create-flow.json");
+    ev["headers"]["content-type"] = json!("text/plain");
+    ev["headers"]["sec-fetch-site"] = json!("cross-site");
+    let r = send(&app, event(ev, Payload::V2)).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.error().0, 7);
+    assert_eq!(r.error().1, "CROSS_SITE_WRITE");
 
     let mut ev = fixture_json("apigw-v2-get-flow-stage.json");
     ev["rawPath"] = json!("/prod/v2/nothing");
@@ -525,7 +533,7 @@ async fn secrets_manager_secret_configures_etcd() {
         Ok(config),
         Options {
             secrets_client: Some(client),
-            retry_after: None,
+            ..Options::default()
         },
     );
     let r = send(&app, fixture("apigw-v2-create-flow.json", Payload::V2)).await;
@@ -551,6 +559,7 @@ async fn a_missing_or_malformed_secret_is_503_until_it_is_fixed() {
             secrets_client: Some(client.clone()),
             // Every request tries again, so each fix below shows at once.
             retry_after: Some(Duration::ZERO),
+            ..Options::default()
         },
     );
     let expect_503 = async |needle: &str| {
@@ -873,4 +882,163 @@ fn the_fixtures_are_the_ones_the_readme_shows() {
         );
     }
     assert!(Path::new(&manifest_dir().join("template.yaml")).is_file());
+}
+
+// ---- observability --------------------------------------------------------------------------
+
+/// Without a collector, the function writes each REST request's two HTTP metrics as one
+/// CloudWatch Embedded Metric Format line: parsed here, as CloudWatch would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_collector_the_http_metrics_are_emf_lines() {
+    use flowpipe_api::telemetry::{EmfWriter, Host, Metrics, Telemetry};
+    use std::sync::{Arc, Mutex};
+
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&lines);
+    let emf = EmfWriter::with_sink("flow-api", move |l| {
+        sink.lock().unwrap().push(l.to_string());
+    });
+    let mut config = LambdaConfig::new(EtcdSource::Endpoints(etcd().endpoints()));
+    config.namespace = unique_namespace().into_bytes();
+    let app = LambdaApp::from_config(
+        Ok(config),
+        Options {
+            telemetry: Telemetry::from_metrics(Metrics::emf(emf), Host::Lambda),
+            ..Options::default()
+        },
+    );
+    let r = send(&app, fixture("apigw-v2-create-flow.json", Payload::V2)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The same name with another spec: 409.
+    let mut conflict = fixture_json("apigw-v2-create-flow.json");
+    conflict["body"] = json!(r#"{"name": "lambda-demo", "mode": "JOB"}"#);
+    let r = send(&app, event(conflict, Payload::V2)).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    // On a named stage: the route is the template, without the stage.
+    let r = send(&app, fixture("apigw-v2-get-flow-stage.json", Payload::V2)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut unknown = fixture_json("apigw-v2-healthz.json");
+    unknown["rawPath"] = json!("/nowhere/at/all");
+    let r = send(&app, event(unknown, Payload::V2)).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 4, "one line per request: {lines:#?}");
+    let mut seen = Vec::new();
+    for line in &lines {
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "{line}"
+        );
+        let v: Value = serde_json::from_str(line).unwrap();
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "flow-api");
+        assert_eq!(
+            directive["Dimensions"],
+            json!([["http.method", "http.route", "http.status_code"]])
+        );
+        assert_eq!(
+            directive["Metrics"],
+            json!([
+                {"Name": "flow_api_http_requests_total", "Unit": "Count"},
+                {"Name": "flow_api_http_latency_ms", "Unit": "Milliseconds"},
+            ])
+        );
+        assert!(v["_aws"]["Timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+        assert_eq!(v["flow_api_http_requests_total"], 1);
+        assert!(v["flow_api_http_latency_ms"].as_f64().unwrap() >= 0.0);
+        seen.push((
+            v["http.method"].as_str().unwrap().to_string(),
+            v["http.route"].as_str().unwrap().to_string(),
+            // CloudWatch dimensions are strings.
+            v["http.status_code"].as_str().unwrap().to_string(),
+        ));
+    }
+    let seen: Vec<(&str, &str, &str)> = seen
+        .iter()
+        .map(|(m, r, s)| (m.as_str(), r.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("POST", "/v1/flows", "200"),
+            ("POST", "/v1/flows", "409"),
+            ("GET", "/v1/flows/{name}", "200"),
+            ("GET", "unmatched", "404"),
+        ]
+    );
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set (the ADOT layer's local collector), the `bootstrap`
+/// binary exports over OTLP and flushes before each invocation's response is returned: the
+/// collector has a request's metrics and span by the time its caller has the response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cargo_lambda_watch_exports_each_invocation_before_answering() {
+    use flowpipe_testkit::otlp::{Receiver, attrs};
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as N;
+
+    let receiver = Receiver::start();
+    let endpoints = etcd().endpoints().join(",");
+    let collector = receiver.addr.to_string();
+    let w = cargo_lambda_watch(&[
+        ("ETCD_ENDPOINTS", &endpoints),
+        ("FLOW_OBSERVABILITY_ENABLED", "true"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector),
+        ("OTEL_SERVICE_NAME", "flow-api-lambda"),
+    ])
+    .await;
+    let count = |route: &str| -> i64 {
+        let Some(Data::Sum(sum)) = receiver
+            .data
+            .metric("flow_api_http_requests_total")
+            .and_then(|m| m.data)
+        else {
+            return 0;
+        };
+        sum.data_points
+            .iter()
+            .filter(|p| {
+                attrs(&p.attributes).get("http.route") == Some(&flowpipe_testkit::otlp::s(route))
+            })
+            .map(|p| match p.value {
+                Some(N::AsInt(i)) => i,
+                _ => 0,
+            })
+            .sum()
+    };
+    let name = format!(
+        "lambda-otel-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let r = w
+        .call(
+            reqwest::Method::POST,
+            "/v1/flows",
+            Some(flow_spec(&name, 1)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // No waiting: the flush happened before the response.
+    assert_eq!(count("/v1/flows"), 1, "{}", w.process.tail());
+    for n in 1..=2 {
+        let r = w
+            .call(reqwest::Method::GET, &format!("/v1/flows/{name}"), None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(count("/v1/flows/{name}"), n, "{}", w.process.tail());
+    }
+    assert!(
+        receiver
+            .data
+            .spans()
+            .iter()
+            .filter(|s| s.name == "GET /v1/flows/{name}")
+            .count()
+            >= 2
+    );
+    assert_eq!(
+        receiver.data.metrics_resource()["service.name"],
+        flowpipe_testkit::otlp::s("flow-api-lambda")
+    );
 }

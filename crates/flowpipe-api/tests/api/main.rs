@@ -5,10 +5,14 @@
 
 mod bad_input;
 mod binary;
+mod clients;
 mod faults;
 mod grpc;
+mod index;
 mod lambda;
+mod protojson;
 mod readme;
 mod rest;
 mod security;
+mod telemetry;
 mod validate;

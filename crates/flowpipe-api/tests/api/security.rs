@@ -23,10 +23,25 @@ fn with_key(store: StoreConfig) -> Config {
     c
 }
 
-/// A server on `config`, counting its store's round trips.
+/// A server on `config`, counting its store's round trips, once its start-up work is done: the
+/// name index is built beforehand, so the server's one check of it at start-up is all it reads
+/// by itself.
 async fn counted(config: Config) -> (TestServer, Arc<RoundTrips>) {
-    let (store, trips) = counting(Store::open(config.store.clone()).unwrap());
-    (TestServer::start_on(config, store).await, trips)
+    let store = Store::open(config.store.clone()).unwrap();
+    flowpipe_core::FlowRegistry::new(store.clone(), flowpipe_testkit::SystemEnvironment)
+        .ensure_index()
+        .await
+        .unwrap();
+    let (store, trips) = counting(store);
+    let server = TestServer::start_on(config, store).await;
+    for _ in 0..1000 {
+        if trips.total() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(trips.total(), 1, "the start-up check of the name index");
+    (server, trips)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,9 +143,9 @@ fn the_key_never_appears_in_debug_output() {
 }
 
 /// A server certificate for localhost/127.0.0.1 and its key, as PEM.
-struct TlsFiles {
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
+pub(crate) struct TlsFiles {
+    pub(crate) cert_pem: Vec<u8>,
+    pub(crate) key_pem: Vec<u8>,
 }
 
 impl TlsFiles {
@@ -140,7 +155,7 @@ impl TlsFiles {
 }
 
 /// A CA and a server certificate for localhost/127.0.0.1 signed by it, as PEM.
-fn test_pki() -> (String, TlsFiles) {
+pub(crate) fn test_pki() -> (String, TlsFiles) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();

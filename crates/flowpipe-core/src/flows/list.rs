@@ -1,5 +1,6 @@
 //! ListFlows (contract B.4): live flows in name order, a page at a time, every page read at the
-//! first page's store revision, discovered under the key schema of A.4.
+//! first page's store revision; names from the name index of B.6 once it is ready, discovered
+//! under the key schema of A.4 until then.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,7 +8,7 @@ use super::{FlowHead, FlowRegistry};
 use crate::environment::Environment;
 use crate::error::Result;
 use crate::keys::{self, FlowKeyKind};
-use crate::kv::{Kv, RangeRequest};
+use crate::kv::{Kv, RangeRequest, Txn};
 use crate::names::{FlowName, VersionNumber};
 use crate::pagination::{self, PageToken, Snapshot};
 use crate::proto::v1::{FlowStatus, FlowSummary, ListFlowsResponse};
@@ -94,21 +95,41 @@ impl DiscoveryRead {
     }
 }
 
+/// One page of live flows' heads in name order, and where the next page starts.
+pub(crate) struct HeadPage {
+    /// The page's live flows.
+    pub(crate) heads: Vec<FlowHead>,
+    /// The name the next page starts after; `None` on the last page.
+    pub(crate) resume_after: Option<FlowName>,
+}
+
+/// A page of ListFlows, and where its names came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowPage {
+    /// What the API returns.
+    pub response: ListFlowsResponse,
+    /// The names came from the name index (contract B.6); `false` while the index is not ready
+    /// (no `flows-ready` marker: data written by the original API), when they were discovered
+    /// under the flows' own keys, the slow way.
+    pub from_index: bool,
+}
+
 impl<K: Kv, E: Environment> FlowRegistry<K, E> {
     /// ListFlows: live flows in name order, a page at a time, every page read at the first page's
-    /// store revision.
-    ///
-    /// Flow names are discovered with keys-only range reads that skip the rest of a flow's
-    /// subtree as soon as its name is known, then the page's flows are read with one
-    /// `[active, status]` range each (batched into transactions). Per page, that is a bounded
-    /// number of reads whose size does not depend on how many versions the flows have.
-    ///
-    /// Name order is not etcd key order: `a-b/...` sorts before `a/...` because `-` < `/`. A name
-    /// sorts after the names it extends with `-`, so for every name found, those shorter names
-    /// (`a` for `a-b`) are looked up too; the page is then the smallest live names, which is
-    /// exactly the name-ordered page (see `list_flows_in_name_order_across_pages` in
-    /// tests/it/conformance.rs).
+    /// store revision (contract B.4).
     pub async fn list(&self, page_size: i32, page_token: &str) -> Result<ListFlowsResponse> {
+        Ok(self.list_page(page_size, page_token).await?.response)
+    }
+
+    /// ListFlows, saying whether the name index served it (callers that build the index when
+    /// it is missing want to know).
+    ///
+    /// With the index ready, a page is two round trips whatever the number of versions per
+    /// flow: one transaction reads the `flows-ready` marker and the page's index keys (a range
+    /// limited to the page), another the heads of those flows, both at one revision. A flow whose
+    /// index key exists without an `active` key (hand-edited data) is skipped. Without the
+    /// marker, names are discovered under A.4's keys, the slow way.
+    pub async fn list_page(&self, page_size: i32, page_token: &str) -> Result<FlowPage> {
         let size = pagination::page_size(page_size)?;
         let token = PageToken::decode(page_token, "flows")?;
         let after = match &token {
@@ -117,16 +138,103 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             ),
             None => None,
         };
-        self.list_page(size, after, Snapshot::of(token.as_ref()))
-            .await
+        let mut snapshot = Snapshot::of(token.as_ref());
+        let (page, from_index) = match self.index_page(size, after.as_ref(), &mut snapshot).await? {
+            Some(page) => (page, true),
+            None => (self.discover(size, after, &mut snapshot).await?, false),
+        };
+        let flows = page
+            .heads
+            .iter()
+            .map(|head| FlowSummary {
+                name: head.name.as_str().to_owned(),
+                status: Some(head.status().unwrap_or_else(|e| {
+                    tracing::warn!(flow = %head.name, error = %e, "listing a flow with an unreadable status");
+                    FlowStatus::default()
+                })),
+                version: head.active.map_or(0, VersionNumber::get),
+            })
+            .collect();
+        let next_page_token = page.resume_after.map_or_else(String::new, |after| {
+            PageToken {
+                listing: "flows".into(),
+                revision: snapshot.revision(),
+                after: after.as_str().to_owned(),
+            }
+            .encode()
+        });
+        Ok(FlowPage {
+            response: ListFlowsResponse {
+                flows,
+                next_page_token,
+            },
+            from_index,
+        })
     }
 
-    async fn list_page(
+    /// A page from the name index, or `None` when the index is not ready at the snapshot.
+    async fn index_page(
+        &self,
+        size: usize,
+        after: Option<&FlowName>,
+        snapshot: &mut Snapshot,
+    ) -> Result<Option<HeadPage>> {
+        let (start, end) = keys::flow_index_after(after);
+        let resp = self
+            .kv
+            .txn(Txn::read([
+                RangeRequest::key(keys::FLOW_INDEX_READY).at_revision(snapshot.revision()),
+                RangeRequest::range(start, end)
+                    .keys_only()
+                    .limit(i64::try_from(size + 1).unwrap_or(i64::MAX))
+                    .at_revision(snapshot.revision()),
+            ]))
+            .await
+            .map_err(|e| snapshot.error(e))?;
+        snapshot.pin(resp.revision);
+        if resp.range(0)?.kvs.is_empty() {
+            return Ok(None);
+        }
+        let index = resp.range(1)?;
+        let mut names: Vec<FlowName> = Vec::with_capacity(index.kvs.len());
+        for kv in &index.kvs {
+            match keys::parse_flow_index_key(&kv.key) {
+                Some(name) => names.push(name),
+                None => {
+                    tracing::debug!(key = %String::from_utf8_lossy(&kv.key), "skipping an index key that names no valid flow");
+                }
+            }
+        }
+        // One key more than the page says whether another page follows.
+        let more = index.kvs.len() > size || (index.more && index.kvs.len() >= size);
+        names.truncate(size);
+        let resume_after = if more { names.last().cloned() } else { None };
+        let mut heads = self.read_heads(&names, *snapshot).await?;
+        heads.retain(FlowHead::is_live);
+        heads.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Some(HeadPage {
+            heads,
+            resume_after,
+        }))
+    }
+
+    /// A page of live flows found without the index: keys-only range reads under
+    /// `/flowpipe/flows/` that skip the rest of a flow's subtree as soon as its name is known,
+    /// then the page's heads, batched into transactions. Per page, a bounded number of reads
+    /// whose size does not depend on how many versions the flows have, but etcd (up to 3.6)
+    /// walks every key after the cursor to count a range, which is why the index exists.
+    ///
+    /// Name order is not etcd key order here: `a-b/...` sorts before `a/...` because `-` < `/`.
+    /// A name sorts after the names it extends with `-`, so for every name found, those shorter
+    /// names (`a` for `a-b`) are looked up too; the page is then the smallest live names, which
+    /// is exactly the name-ordered page (see `list_flows_in_name_order_across_pages` in the
+    /// store conformance suite).
+    pub(crate) async fn discover(
         &self,
         size: usize,
         after: Option<FlowName>,
-        mut snapshot: Snapshot,
-    ) -> Result<ListFlowsResponse> {
+        snapshot: &mut Snapshot,
+    ) -> Result<HeadPage> {
         let want = size + 1; // one more than the page tells whether there is a next page
         let (start, end) = keys::all_flows();
         // Names after `after` by name start at `<after>-` by key (see the method docs above).
@@ -191,7 +299,7 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            for head in self.read_heads(&unread, snapshot).await? {
+            for head in self.read_heads(&unread, *snapshot).await? {
                 let live = head.is_live().then_some(head.clone());
                 heads.insert(head.name, live);
             }
@@ -200,31 +308,17 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             }
         }
 
-        let live: Vec<&FlowHead> = heads.values().flatten().collect();
-        let mut flows = Vec::with_capacity(size.min(live.len()));
-        for head in live.iter().take(size) {
-            let status = head.status().unwrap_or_else(|e| {
-                tracing::warn!(flow = %head.name, error = %e, "listing a flow with an unreadable status");
-                FlowStatus::default()
-            });
-            flows.push(FlowSummary {
-                name: head.name.as_str().to_owned(),
-                status: Some(status),
-                version: head.active.map_or(0, VersionNumber::get),
-            });
-        }
-        let next_page_token = match (live.len() > size, flows.last()) {
-            (true, Some(last)) => PageToken {
-                listing: "flows".into(),
-                revision: snapshot.revision(),
-                after: last.name.clone(),
-            }
-            .encode(),
-            _ => String::new(),
+        let mut live: Vec<FlowHead> = heads.into_values().flatten().collect();
+        let more = live.len() > size;
+        live.truncate(size);
+        let resume_after = if more {
+            live.last().map(|h| h.name.clone())
+        } else {
+            None
         };
-        Ok(ListFlowsResponse {
-            flows,
-            next_page_token,
+        Ok(HeadPage {
+            heads: live,
+            resume_after,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The flow operations of contract B.4, written once against [`Kv`] and run unchanged on etcd and
-//! on the embedded store. They are methods of [`FlowRegistry`], in three private modules: `write`
-//! (create, update, rollback, delete), `read` (get, status, versions) and `list` (ListFlows).
+//! on the embedded store. They are methods of [`FlowRegistry`], in private modules: `write`
+//! (create, update, rollback, delete), `read` (get, status, versions), `list` (ListFlows) and
+//! `index` (the backfill of the name index of contract B.6).
 //!
 //! Every write is one transaction guarded by compare-and-swap on the flow's `meta` and `active`
 //! keys (every write rewrites `meta`, so its mod revision is the flow's version stamp), run by the
@@ -11,9 +12,13 @@
 //!
 //! Round trips on the common path: create 1; get, update, rollback, delete 2; status 1.
 
+mod index;
 mod list;
 mod read;
 mod write;
+
+pub use index::IndexReport;
+pub use list::FlowPage;
 
 use futures_util::future::try_join_all;
 use prost::Message;
@@ -113,9 +118,13 @@ pub(crate) struct FlowHead {
     pub(crate) revision: i64,
     pub(crate) active: Option<VersionNumber>,
     pub(crate) active_mod: i64,
+    /// Revision that created the `active` key: when this incarnation of the flow began.
+    pub(crate) active_create: i64,
     pub(crate) meta: Option<FlowMeta>,
     pub(crate) meta_mod: i64,
-    pub(crate) status: Option<Vec<u8>>,
+    /// The controller's `status`, unless it was written before this incarnation began (see
+    /// [`FlowHead::status`]).
+    pub(crate) status: Option<(i64, Vec<u8>)>,
 }
 
 impl FlowHead {
@@ -132,6 +141,7 @@ impl FlowHead {
             revision,
             active: None,
             active_mod: 0,
+            active_create: 0,
             meta: None,
             meta_mod: 0,
             status: None,
@@ -153,11 +163,12 @@ impl FlowHead {
                     })?;
                 head.active = Some(v);
                 head.active_mod = kv.mod_revision;
+                head.active_create = kv.create_revision;
             } else if kv.key == keys.meta() {
                 head.meta = Some(FlowMeta::decode(name.as_str(), &kv.value)?);
                 head.meta_mod = kv.mod_revision;
             } else if kv.key == keys.status() {
-                head.status = Some(kv.value.clone());
+                head.status = Some((kv.mod_revision, kv.value.clone()));
             }
         }
         Ok(head)
@@ -189,11 +200,17 @@ impl FlowHead {
         ]
     }
 
-    /// The controller's status; an empty one if it has written none yet.
+    /// The controller's status of this incarnation of the flow; an empty one if it has written
+    /// none yet. The API never deletes `status`, so after a delete and a re-create the key may
+    /// still hold what the controller wrote about the previous incarnation: a status last
+    /// written before the current `active` key was created is stale, and reported as empty
+    /// (contract B.4, "Stale status"). Revisions are compared, never clocks; the key is left
+    /// alone.
     pub(crate) fn status(&self) -> Result<FlowStatus> {
         match &self.status {
             None => Ok(FlowStatus::default()),
-            Some(bytes) => FlowStatus::decode(bytes.as_slice()).map_err(|e| {
+            Some((written, _)) if *written < self.active_create => Ok(FlowStatus::default()),
+            Some((_, bytes)) => FlowStatus::decode(bytes.as_slice()).map_err(|e| {
                 Error::internal(format!(
                     "stored status of flow \"{}\" is not a valid FlowStatus: {e}",
                     self.name
@@ -349,6 +366,24 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
             .filter_map(|kv| keys::version_of_key(&kv.key))
             .max();
         Ok([scanned, recorded, head.active].into_iter().flatten().max())
+    }
+
+    /// Whether the flow of a head that is not live ever existed: it has meta (this API and the
+    /// original write it at every create), or, for data without meta, versions.
+    pub(crate) async fn ever_existed(&self, head: &FlowHead) -> Result<bool> {
+        if head.meta.is_some() || head.active.is_some() {
+            return Ok(true);
+        }
+        let resp = self
+            .kv
+            .range(
+                RangeRequest::prefix(head.keys.versions_prefix())
+                    .keys_only()
+                    .limit(1)
+                    .at_revision(head.revision),
+            )
+            .await?;
+        Ok(!resp.kvs.is_empty())
     }
 
     /// Meta written without a uid (by an older writer, or missing altogether) gets one, and a

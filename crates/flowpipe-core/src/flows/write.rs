@@ -13,11 +13,11 @@ use super::{
 };
 use crate::cas::{Attempt, Conflict, Write, guaranteed_write};
 use crate::environment::Environment;
-use crate::error::{Detail, Error, Result};
+use crate::error::{Advice, Detail, Error, Result};
 use crate::keys::FlowKeys;
 use crate::kv::{Compare, Kv, RangeRequest, Txn, TxnOp, TxnResponse};
 use crate::names::{FlowName, VersionNumber};
-use crate::proto::v1::{CreateFlowRequest, Flow, FlowSpec, UpdateFlowRequest};
+use crate::proto::v1::{CreateFlowRequest, Flow, FlowSpec, FlowStatus, UpdateFlowRequest};
 use crate::validation::ValidSpec;
 
 /// What [`FlowRegistry::create_outcome`] decided.
@@ -91,11 +91,14 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
                 Detail::new(
                     "FLOW_ALREADY_EXISTS",
                     format!(
-                        "flow \"{name}\" already exists with a different spec (active version {active}); use UpdateFlow (PUT /v1/flows/{name}) to change it"
+                        "flow \"{name}\" already exists with a different spec (active version {active})"
                     ),
                 )
                 .with("flow", name)
-                .with("active_version", active),
+                .with("active_version", active)
+                .advise(Advice::UpdateFlow {
+                    flow: name.to_string(),
+                }),
             ));
         }
         let n = self
@@ -167,7 +170,8 @@ impl<K: Kv, E: Environment> FlowRegistry<K, E> {
         guaranteed_write(&self.kv, &self.env, &self.retry, &write, head).await
     }
 
-    /// DeleteFlow (contract B.4): deletes `active`, marks meta deleted; versions stay.
+    /// DeleteFlow (contract B.4): deletes `active` and the flow's index key, marks meta deleted;
+    /// versions stay.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let name = parse_flow_name(name)?;
         let keys = FlowKeys::new(&name);
@@ -213,6 +217,7 @@ struct CreateState {
 }
 
 impl<K: Kv, E: Environment> Write for CreateFlow<'_, K, E> {
+    const NAME: &'static str = "create_flow";
     type State = CreateState;
     type Output = Flow;
 
@@ -238,12 +243,19 @@ impl<K: Kv, E: Environment> Write for CreateFlow<'_, K, E> {
         let meta = new_incarnation(s.head.meta.as_ref(), uid, self.spec, n, self.now);
         let mut compare = s.head.guard();
         compare.push(Compare::absent(self.keys.version_spec(n)));
-        // The status key (if the controller left one) is untouched, as GetFlow shows.
-        let flow = s.head.flow(&meta, n, stored)?;
+        // A new incarnation: whatever `status` holds (the controller's word on a previous one,
+        // left untouched) is stale from now on.
+        let flow = Flow {
+            status: Some(FlowStatus::default()),
+            ..s.head.flow_without_status(&meta, n, stored)
+        };
+        // The name index (contract B.6) gains the flow in the same transaction as `active`.
+        let mut success = write_version(self.keys, n, bytes, &meta, self.now);
+        success.push(TxnOp::put(self.keys.index(), meta.uid.clone()));
         Ok(Attempt::Commit(
             Txn {
                 compare,
-                success: write_version(self.keys, n, bytes, &meta, self.now),
+                success,
                 failure: read_head_back(self.keys),
             },
             flow,
@@ -322,6 +334,7 @@ fn version_mismatch(name: &FlowName, active: VersionNumber, expected: VersionNum
 }
 
 impl<K: Kv, E: Environment> Write for UpdateFlow<'_, K, E> {
+    const NAME: &'static str = "update_flow";
     type State = UpdateState;
     type Output = Flow;
 
@@ -451,6 +464,7 @@ struct RollbackFlow<'a, K, E> {
 }
 
 impl<K: Kv, E: Environment> Write for RollbackFlow<'_, K, E> {
+    const NAME: &'static str = "rollback_flow";
     type State = FlowHead;
     type Output = Flow;
 
@@ -507,11 +521,20 @@ struct DeleteFlow<'a, K, E> {
 }
 
 impl<K: Kv, E: Environment> Write for DeleteFlow<'_, K, E> {
+    const NAME: &'static str = "delete_flow";
     type State = FlowHead;
     type Output = ();
 
     async fn decide(&self, head: &mut FlowHead) -> Result<Attempt<()>> {
-        head.live()?;
+        if !head.is_live() {
+            // Deleting a deleted flow succeeds and writes nothing (a retried or repeated delete
+            // is safe: `flowctl stop` twice); a name that never existed is NOT_FOUND.
+            return if self.registry.ever_existed(head).await? {
+                Ok(Attempt::Done(()))
+            } else {
+                Err(Error::flow_not_found(head.name.as_str()))
+            };
+        }
         let mut meta = head.meta();
         meta.deleted = true;
         meta.deleted_at = Some(self.now);
@@ -521,6 +544,7 @@ impl<K: Kv, E: Environment> Write for DeleteFlow<'_, K, E> {
                 compare: head.guard(),
                 success: vec![
                     TxnOp::delete(self.keys.active()),
+                    TxnOp::delete(self.keys.index()),
                     TxnOp::put(self.keys.meta(), meta.encode()),
                 ],
                 failure: read_head_back(self.keys),

@@ -4,10 +4,14 @@
 //! `versions/<n>/spec` and `status` etcd values) with pbjson serde impls (protojson, used for REST).
 //! The tonic client and server of both services are generated in `flowpipe-api` over these types.
 //!
+//! [`schema`] describes every message and enum (names, numbers, labels, types) for the protojson
+//! decoder and encoder of [`crate::json`].
+//!
 //! Well-known types: `Empty` is `()`; `Struct`/`Value`/`ListValue`/`Timestamp` are ours ([`wkt`]):
 //! pbjson-types stores `Struct` fields in a `HashMap`, whose iteration order makes the binary
 //! encoding differ from one call to the next, and writes timestamps as `+00:00` instead of `Z`.
 
+pub mod schema;
 pub mod wkt;
 
 /// Generated code for package `flowpipe.v1`.
@@ -26,24 +30,6 @@ pub mod flowpipe {
 }
 
 pub use flowpipe::v1;
-
-/// How the protojson encoder treats one message-typed field (see `build.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldKind {
-    /// Singular, without `optional`: written as `null` when unset.
-    NullIfUnset,
-    /// proto3 `optional` (or in a oneof): left out when unset.
-    Optional,
-    /// `repeated`: each element is filled in the same way; an empty list stays `[]`.
-    Repeated,
-    /// `map<K, V>` with message values: each value is filled in the same way.
-    MapValues,
-}
-
-/// One message-typed field: JSON name, kind, and the field's message type.
-pub type MessageField = (&'static str, FieldKind, &'static str);
-
-include!(concat!(env!("OUT_DIR"), "/message_fields.rs"));
 
 /// The encoded `FileDescriptorSet` of the contract (plus its google/protobuf imports), served by
 /// gRPC reflection so `grpcurl` works without the .proto files.

@@ -12,7 +12,14 @@ use super::wkt::{Struct, value::Kind};
 
 fn round_trip<T>(name: &str, value: T, seen: &mut BTreeSet<String>)
 where
-    T: Message + Default + PartialEq + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+    T: Message
+        + Default
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + prost::Name,
 {
     for v in [value, T::default()] {
         let bytes = v.encode_to_vec();
@@ -21,6 +28,32 @@ where
         let back: T = serde_json::from_str(&json)
             .unwrap_or_else(|e| panic!("{name}: cannot decode own JSON {json}: {e}"));
         assert_eq!(back, v, "{name}: JSON {json}");
+        // The strict request decoder reads what the API writes (nulls of EmitUnpopulated,
+        // 64-bit integers as strings, enum names) back to the same message.
+        let api_json = crate::json::encode(&v).unwrap();
+        let back: T = crate::json::decode(&api_json, name).unwrap_or_else(|e| {
+            panic!(
+                "{name}: strict decoder refuses {}: {e:?}",
+                String::from_utf8_lossy(&api_json)
+            )
+        });
+        assert_eq!(back, v, "{name}: strict JSON");
+    }
+    // proto3 JSON: null for every field, under either name, is the default message.
+    let schema = super::schema::message(&T::full_name()).expect("every message has a schema");
+    for json_names in [true, false] {
+        let all_null: serde_json::Map<String, serde_json::Value> = schema
+            .fields
+            .iter()
+            .map(|f| {
+                let key = if json_names { f.json_name } else { f.name };
+                (key.to_string(), serde_json::Value::Null)
+            })
+            .collect();
+        let body = serde_json::Value::Object(all_null).to_string();
+        let back: T = crate::json::decode(body.as_bytes(), name)
+            .unwrap_or_else(|e| panic!("{name}: {body}: {e:?}"));
+        assert_eq!(back, T::default(), "{name}: {body}");
     }
     seen.insert(format!("flowpipe.v1.{name}"));
 }
@@ -340,9 +373,15 @@ fn every_message_round_trips_through_binary_and_json() {
         s,
     );
 
-    // Every message declared in the .proto files is in the list above.
+    // Every message declared in the .proto files is in the list above, and in the protojson
+    // schema.
     let fds = prost_types_fds();
     assert_eq!(*s, fds, "messages not covered by this test");
+    let schema: BTreeSet<String> = super::schema::MESSAGES
+        .iter()
+        .map(|m| m.full_name.to_string())
+        .collect();
+    assert_eq!(schema, fds, "messages missing from the protojson schema");
 }
 
 /// Fully qualified names of every message in our own .proto files, from the descriptor set.

@@ -38,9 +38,17 @@ async fn concurrent_updates_through_two_replicas_get_contiguous_versions() {
         .await
         .unwrap();
 
+    // One registry per replica, as each API process has one (its writes to a flow queue behind
+    // one in-process lock): the race is between the replicas, as in production. (A registry
+    // per writer would make 32 replicas race, where ABORTED after the bounded retries is a
+    // correct answer, not a failure.)
+    let registries: Vec<_> = replicas
+        .iter()
+        .map(|s| std::sync::Arc::new(registry(s)))
+        .collect();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let r = registry(&replicas[w % 2]);
+        let r = std::sync::Arc::clone(&registries[w % 2]);
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for seq in 0..UPDATES {

@@ -52,6 +52,12 @@ async fn update(r: &Registry, name: &str, s: FlowSpec) -> Result<Flow, Error> {
     .await
 }
 
+/// Every key under `prefix`, with its revisions: equal before and after means nothing under it
+/// was written (the store's revision itself moves with the other tests sharing one etcd).
+async fn keys_under(store: &Store, prefix: &str) -> Vec<flowpipe_core::kv::KeyValue> {
+    store.range(RangeRequest::prefix(prefix)).await.unwrap().kvs
+}
+
 async fn raw(store: &Store, key: &str) -> Option<flowpipe_core::kv::KeyValue> {
     store
         .range(RangeRequest::key(key))
@@ -280,12 +286,23 @@ async fn update_needs_a_live_flow(store: Store) {
     assert_eq!(e.code(), Code::NotFound);
 }
 
-async fn update_refuses_a_rename(store: Store) {
+/// `flowctl update --name a1 b1.yaml`: the request's name wins, the stored spec gets it, and no
+/// other flow is touched (contract B.4).
+async fn update_takes_the_requests_name(store: Store) {
     let r = registry(&store);
     create(&r, two_stage("a1", 1)).await.unwrap();
-    let e = update(&r, "a1", two_stage("b1", 2)).await.unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert_eq!(e.violations()[0].field, "name");
+    let f = update(&r, "a1", two_stage("b1", 2)).await.unwrap();
+    assert_eq!((f.name.as_str(), f.version), ("a1", 2));
+    assert_eq!(f.spec.as_ref().unwrap().name, "a1");
+    assert_eq!(stored_spec(&store, "a1", 2).await.name, "a1");
+    assert_eq!(r.get("b1").await.unwrap_err().code(), Code::NotFound);
+    // An empty name, or one that is not even a valid flow name, is just as ignored.
+    let f = update(&r, "a1", two_stage("", 3)).await.unwrap();
+    assert_eq!(f.spec.unwrap().name, "a1");
+    let f = update(&r, "a1", two_stage("../Not_A_Name", 4))
+        .await
+        .unwrap();
+    assert_eq!((f.version, f.spec.unwrap().name.as_str()), (4, "a1"));
 }
 
 async fn update_version_precondition(store: Store) {
@@ -460,7 +477,6 @@ async fn delete_keeps_history_and_status(store: Store) {
 
     for e in [
         r.get("del").await.unwrap_err(),
-        r.delete("del").await.unwrap_err(),
         r.status("del").await.unwrap_err(),
         r.list_versions("del", 0, "").await.unwrap_err(),
         r.get_version("del", 1).await.map(|(f, _)| f).unwrap_err(),
@@ -469,7 +485,103 @@ async fn delete_keeps_history_and_status(store: Store) {
     }
 }
 
+/// Deleting a deleted flow succeeds and writes nothing (`flowctl stop` twice, retried deletes);
+/// a name that never existed stays NOT_FOUND (contract B.4).
+async fn deleting_twice_succeeds_and_writes_nothing(store: Store) {
+    let r = registry(&store);
+    create(&r, two_stage("twice", 1)).await.unwrap();
+    r.delete("twice").await.unwrap();
+    let before = keys_under(&store, "/flowpipe/flows/twice/").await;
+    r.delete("twice").await.unwrap();
+    r.delete("twice").await.unwrap();
+    assert_eq!(
+        keys_under(&store, "/flowpipe/flows/twice/").await,
+        before,
+        "nothing written"
+    );
+    assert_eq!(r.delete("never").await.unwrap_err().code(), Code::NotFound);
+    // Versions without meta (data another writer left): the flow existed.
+    store
+        .txn(Txn {
+            success: vec![TxnOp::put(
+                "/flowpipe/flows/orphan/versions/1/spec",
+                two_stage("orphan", 1).encode_to_vec(),
+            )],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = keys_under(&store, "/flowpipe/flows/orphan/").await;
+    r.delete("orphan").await.unwrap();
+    assert_eq!(
+        keys_under(&store, "/flowpipe/flows/orphan/").await,
+        before,
+        "nothing written"
+    );
+}
+
 // ---- GetFlow / GetFlowStatus ----------------------------------------------------------------
+
+/// After a delete and a re-create, the controller's status of the previous incarnation is hidden
+/// (reported empty) by GetFlow, GetFlowStatus and ListFlows, and the key stays byte-identical
+/// until the controller writes again (contract B.4, "Stale status").
+async fn a_previous_incarnations_status_is_hidden(store: Store) {
+    let r = registry(&store);
+    create(&r, two_stage("again", 1)).await.unwrap();
+    let running = FlowStatus {
+        state: FlowState::Running as i32,
+        active_version: 1,
+        ..Default::default()
+    };
+    controller_writes_status(&store, "again", &running).await;
+    assert_eq!(r.status("again").await.unwrap(), running);
+    r.delete("again").await.unwrap();
+    let stale_kv = raw(&store, "/flowpipe/flows/again/status").await.unwrap();
+
+    let created = create(&r, two_stage("again", 2)).await.unwrap();
+    assert_eq!(created.version, 2);
+    assert_eq!(
+        created.status,
+        Some(FlowStatus::default()),
+        "create's answer"
+    );
+    assert_eq!(
+        r.get("again").await.unwrap().status,
+        Some(FlowStatus::default())
+    );
+    assert_eq!(r.status("again").await.unwrap(), FlowStatus::default());
+    let listed = r.list(0, "").await.unwrap();
+    let summary = listed.flows.iter().find(|f| f.name == "again").unwrap();
+    assert_eq!(summary.status, Some(FlowStatus::default()));
+    // Writes of this incarnation keep hiding it, and never touch the key.
+    update(&r, "again", two_stage("again", 3)).await.unwrap();
+    assert_eq!(r.status("again").await.unwrap(), FlowStatus::default());
+    r.rollback("again", 2).await.unwrap();
+    assert_eq!(
+        r.get("again").await.unwrap().status,
+        Some(FlowStatus::default())
+    );
+    assert_eq!(
+        raw(&store, "/flowpipe/flows/again/status").await.unwrap(),
+        stale_kv
+    );
+
+    // The controller's first word on this incarnation is shown.
+    let deploying = FlowStatus {
+        state: FlowState::Deploying as i32,
+        active_version: 2,
+        ..Default::default()
+    };
+    controller_writes_status(&store, "again", &deploying).await;
+    assert_eq!(r.status("again").await.unwrap(), deploying);
+    assert_eq!(
+        r.get("again").await.unwrap().status,
+        Some(deploying.clone())
+    );
+    let listed = r.list(0, "").await.unwrap();
+    let summary = listed.flows.iter().find(|f| f.name == "again").unwrap();
+    assert_eq!(summary.status, Some(deploying));
+}
 
 async fn get_and_status_read_what_the_controller_wrote(store: Store) {
     let r = registry(&store);
@@ -852,7 +964,20 @@ async fn schemas_are_versioned_like_flows(store: Store) {
     assert_eq!(s.list_versions("orders").await.unwrap().schemas.len(), 2);
     s.delete("orders").await.unwrap();
     assert_eq!(s.get("orders", 1).await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(s.delete("orders").await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(s.get("orders", 0).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        s.list_versions("orders").await.unwrap_err().code(),
+        Code::NotFound
+    );
+    // Deleting it again succeeds and writes nothing; an id that never existed is NOT_FOUND.
+    let before = keys_under(&store, "/flowpipe/schemas/orders/").await;
+    s.delete("orders").await.unwrap();
+    assert_eq!(
+        keys_under(&store, "/flowpipe/schemas/orders/").await,
+        before,
+        "nothing written"
+    );
+    assert_eq!(s.delete("never").await.unwrap_err().code(), Code::NotFound);
     assert_eq!(s.create(Some(def("{\"a\":3}"))).await.unwrap().version, 3);
     let mut bad = def("");
     bad.version = 9;
@@ -873,7 +998,7 @@ both!(
     update_writes_the_next_version,
     update_of_an_equal_spec_creates_no_version,
     update_needs_a_live_flow,
-    update_refuses_a_rename,
+    update_takes_the_requests_name,
     update_version_precondition,
     update_after_rollback_never_overwrites_a_version,
     update_validate_only_writes_nothing,
@@ -881,6 +1006,8 @@ both!(
     rollback_to_the_active_version_is_a_no_op,
     rollback_needs_a_live_flow_and_an_existing_version,
     delete_keeps_history_and_status,
+    deleting_twice_succeeds_and_writes_nothing,
+    a_previous_incarnations_status_is_hidden,
     get_and_status_read_what_the_controller_wrote,
     a_corrupt_status_is_internal_not_a_panic,
     list_flows_in_name_order_across_pages,

@@ -94,4 +94,30 @@ async fn keys_and_encodings_are_the_contracts() {
     assert!(meta["labels"].is_object());
     assert_eq!(meta["deleted"], false);
     assert_eq!(meta["latest_version"], 2);
+
+    // The name index (contract B.6): the flow's uid under /flowpipe/index/flows/<name>.
+    let index = plain
+        .get(format!("/flowpipe/index/flows/{name}"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        index.kvs()[0].value(),
+        meta["uid"].as_str().unwrap().as_bytes()
+    );
+}
+
+/// The backfill's marker and keys, read back with a plain etcd client (in a namespace of their
+/// own, since other tests share this etcd's root).
+#[tokio::test]
+async fn the_index_marker_is_the_contracts() {
+    let ns = flowpipe_testkit::stores::unique_namespace();
+    let store = flowpipe_testkit::stores::etcd_store_in(&ns);
+    let r = FlowRegistry::new(store, SystemEnvironment);
+    r.ensure_index().await.unwrap();
+    let mut plain = Client::connect(etcd().endpoints(), None).await.unwrap();
+    let ready = plain
+        .get(format!("{ns}/flowpipe/index/flows-ready"), None)
+        .await
+        .unwrap();
+    assert_eq!(ready.kvs()[0].value(), b"1");
 }

@@ -5,5 +5,6 @@
 mod concurrency;
 mod conformance;
 mod etcd_auth;
+mod index;
 mod keys;
 mod kv;
