@@ -3,15 +3,21 @@
 #   make test   install what the tests need, then every check CI runs
 # and one that proves the first on a fresh machine (../shared/fresh-machine run-check):
 #   make run-check  what `make run` does, then create and read back the README's `example` flow
+# and one kept out of `make test` because a release build takes minutes:
+#   make lambda-size  the Lambda binary `bootstrap`, built as deployed, within its size budget
 CARGO ?= cargo
 # Where scripts/ensure-tools.sh puts PyPI tools when the system Python refuses global installs.
 export PATH := $(CURDIR)/target/tools/venv/bin:$(PATH)
 
-.PHONY: run run-check test lint check-architecture
+.PHONY: run run-check test lint check-architecture lambda-size
 
 run:
 	@scripts/ensure-tools.sh build
 	$(CARGO) run --bin flow-api -- $(ARGS)
+
+lambda-size:
+	@scripts/ensure-tools.sh build
+	@CARGO="$(CARGO)" scripts/lambda-size.sh
 
 run-check:
 	@scripts/ensure-tools.sh run-check
