@@ -3,13 +3,16 @@
 #   make test   install what the tests need, then every check CI runs
 # and one that proves the first on a fresh machine (../shared/fresh-machine run-check):
 #   make run-check  what `make run` does, then create and read back the README's `example` flow
+# and one that `make test` runs, on its own:
+#   make wasm-test  the portable core's tests under wasmtime, and the WASI validator
+#                   target/wasm/flowpipe-validate.wasm (README, "WASI")
 # and one kept out of `make test` because a release build takes minutes:
 #   make lambda-size  the Lambda binary `bootstrap`, built as deployed, within its size budget
 CARGO ?= cargo
 # Where scripts/ensure-tools.sh puts PyPI tools when the system Python refuses global installs.
 export PATH := $(CURDIR)/target/tools/venv/bin:$(PATH)
 
-.PHONY: run run-check test lint check-architecture lambda-size
+.PHONY: run run-check test wasm-test lint check-architecture lambda-size
 
 run:
 	@scripts/ensure-tools.sh build
@@ -23,8 +26,16 @@ run-check:
 	@scripts/ensure-tools.sh run-check
 	@CARGO="$(CARGO)" scripts/run-check.sh
 
+# wasm-test before the tests: tests/api/validate.rs runs the .wasm it builds.
 test: lint
+	@$(MAKE) --no-print-directory wasm-test
 	$(CARGO) test --workspace --all-targets
+
+# flowpipe-core for wasm32-wasip1 (and wasip2 where the toolchain has it), its unit tests under
+# wasmtime, and target/wasm/flowpipe-validate.wasm. Gets the toolchain itself (scripts/
+# wasm-toolchain.sh), or fails saying why it cannot.
+wasm-test:
+	@scripts/wasm-test.sh
 
 # Everything but the tests: formatting, lints (the Lambda build on its own too), docs, the SAM
 # template and the layout's rules.

@@ -2,7 +2,9 @@
 # The rules the workspace layout must keep true (README, "Development"), checked on every
 # `make test`. Each failure names the rule and what broke it.
 #   1. flowpipe-core has no runtime, sockets, storage backend or transport among its
-#      dependencies (it builds for wasm32-wasip1; `make wasm-test` runs its tests there).
+#      dependencies (it builds for wasm32-wasip1; `make wasm-test` runs its tests there), and its
+#      library touches no files, sockets, processes, threads, environment or clock of std's: only
+#      its thin binary flowpipe-validate (src/bin/) reads files and standard input.
 #   2. The Lambda function builds without the local server's dependencies, and the `bootstrap`
 #      binary links no gRPC server, reflection, health service, redb, clap, reqwest or
 #      hdrhistogram.
@@ -23,6 +25,9 @@ for banned in tokio mio hyper tonic axum etcd-client redb; do
   grep -qx "$banned" <<<"$core_deps" && fail "flowpipe-core depends on $banned"
 done
 grep -q '^aws-' <<<"$core_deps" && fail "flowpipe-core depends on an AWS crate"
+grep -rnE 'std::(fs|net|process|thread|env)\b|std::\{[^}]*\b(fs|net|process|thread|env)\b|stdin\(|SystemTime|Instant::|Utc::now' \
+  crates/flowpipe-core/src --include=*.rs | grep -v '^crates/flowpipe-core/src/bin/' \
+  && fail "flowpipe-core's library reaches the world by itself (files, sockets, processes, threads, env, clock)"
 
 # 2. The Lambda function: what it needs (feature `lambda` alone)...
 lambda_deps=$($CARGO tree -p flowpipe-api --no-default-features --features lambda -e normal \

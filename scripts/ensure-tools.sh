@@ -39,9 +39,11 @@ fi
 
 need_pip=()
 if [ "$want" = test ]; then
-  command -v cargo-lambda >/dev/null 2>&1 || need_pip+=(cargo-lambda)
-  command -v moto_server >/dev/null 2>&1 || need_pip+=('moto[server]')
-  command -v cfn-lint >/dev/null 2>&1 || need_pip+=(cfn-lint)
+  # Pinned to the versions CI runs, so that a new release (a new cfn-lint rule, say) cannot fail
+  # `make test` on a fresh machine while CI stays green; a tool already on PATH is used as it is.
+  command -v cargo-lambda >/dev/null 2>&1 || need_pip+=(cargo-lambda==1.9.2)
+  command -v moto_server >/dev/null 2>&1 || need_pip+=('moto[server]==5.2.1')
+  command -v cfn-lint >/dev/null 2>&1 || need_pip+=(cfn-lint==1.51.0)
   if [ ${#need_pip[@]} -gt 0 ]; then
     command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
     # The venv fallback below needs ensurepip, which Debian ships apart from python3.

@@ -8,8 +8,9 @@
 //! without the API around them ("core-direct", baseline a), and the minimal raw etcd-client
 //! equivalent ("raw-min", baseline b). Then it records the etcd requests of each operation at the
 //! `Kv` trait (core-direct's, and the API server's for the same operation), compares ListFlows
-//! over flows of 1 and of 50 versions, and checks every target of issue 6 (see BENCHMARKS.md),
-//! printing a Markdown report on stdout.
+//! over flows of 1 and of 50 versions and over 10,000 and 30,000 flows, from the name index and
+//! by discovery, and checks every target of issues 6 and 14 (see BENCHMARKS.md), printing a
+//! Markdown report on stdout.
 //!
 //! ```text
 //! cargo run --release -p flow-bench             # the full run (minutes)
@@ -22,6 +23,7 @@ mod raw;
 mod recording;
 mod report;
 mod run;
+mod seed;
 mod server;
 mod study;
 mod workload;
@@ -67,12 +69,19 @@ struct Args {
     /// the median throughput.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// Flows in the list datasets. Default 1000, 200 with --quick.
+    /// Flows in the list datasets: the list rows' dataset, and the list study's pair of a
+    /// 1-version and a many-version dataset (seeded through the core). Default 1000, 200 with
+    /// --quick.
     #[arg(long)]
     list_flows: Option<usize>,
     /// Versions per flow of the list study's many-version dataset.
     #[arg(long, default_value_t = 50)]
     list_versions: u64,
+    /// The list study's scale datasets, `<flows>x<versions>` comma-separated, written by the
+    /// bulk seeder and listed from the name index; `none` for none. Default 10000x20,30000x1;
+    /// none with --quick.
+    #[arg(long)]
+    list_scale: Option<String>,
     /// Concurrencies of the list study.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     study_concurrency: Vec<usize>,
@@ -254,6 +263,35 @@ async fn bench(a: Args) -> BenchResult<()> {
                 .into(),
         );
     }
+    let pair = (
+        study::Shape {
+            flows: list_flows,
+            versions: 1,
+        },
+        study::Shape {
+            flows: list_flows,
+            versions: a.list_versions,
+        },
+    );
+    let scale = match a.list_scale.as_deref().map(str::trim) {
+        None if a.quick => Vec::new(),
+        None => ["10000x20", "30000x1"]
+            .into_iter()
+            .map(study::Shape::parse)
+            .collect::<BenchResult<Vec<_>>>()?,
+        Some("none" | "") => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(study::Shape::parse)
+            .collect::<BenchResult<Vec<_>>>()?,
+    };
+    for (i, shape) in scale.iter().enumerate() {
+        if *shape == pair.0 || *shape == pair.1 || scale[..i].contains(shape) {
+            return Err(format!(
+                "--list-scale: {shape} is there twice (with --list-flows and --list-versions too)"
+            ));
+        }
+    }
 
     let harness;
     let endpoints = if a.etcd.is_empty() {
@@ -425,25 +463,36 @@ async fn bench(a: Args) -> BenchResult<()> {
         api_otel.stop_gracefully()?;
         otel.received(&collector);
 
-        progress!(
-            "seeding the list study through the core ({list_flows} flows × 1 and × {} versions)",
-            a.list_versions
-        );
-        let datasets = vec![
-            study::Dataset::open(&endpoints, 1, list_flows, format!("/{tag}-v1")).await?,
-            study::Dataset::open(
-                &endpoints,
-                a.list_versions,
-                list_flows,
-                format!("/{tag}-v{}", a.list_versions),
-            )
-            .await?,
-        ];
-        let seeding = Instant::now();
-        for d in &datasets {
-            d.seed(&kv).await?;
+        // The list study's datasets, each in a namespace of its own: the pair through the core,
+        // the scale datasets with the bulk seeder (once it has shown it writes what the core
+        // writes). Each is checked through the core's ListFlows before it is measured.
+        let mut datasets = Vec::new();
+        if let Some(most) = scale.iter().map(|s| s.versions).max() {
+            progress!("checking the bulk seeder against the core");
+            seed::check_layout(&endpoints, &kv, &format!("/{tag}-layout"), most.clamp(2, 5))
+                .await?;
         }
-        progress!("seeded in {:.1}s", seeding.elapsed().as_secs_f64());
+        let plan = [
+            (pair.0, study::Seeding::Core),
+            (pair.1, study::Seeding::Core),
+        ]
+        .into_iter()
+        .chain(scale.iter().map(|s| (*s, study::Seeding::Bulk)));
+        for (shape, seeding) in plan {
+            progress!(
+                "seeding the list study's {shape} dataset ({})",
+                seeding.name()
+            );
+            let fallback = seeding == study::Seeding::Core;
+            let ns = format!("/{tag}-{}x{}", shape.flows, shape.versions);
+            let d = study::Dataset::prepare(&endpoints, &kv, shape, seeding, fallback, ns).await?;
+            progress!(
+                "seeded and checked {shape} in {:.1}s ({} keys)",
+                d.seeded_in.as_secs_f64(),
+                d.keys
+            );
+            datasets.push(d);
+        }
         progress!("recording the requests of each operation");
         let round_trips = study::round_trips(
             &endpoints,
@@ -457,9 +506,13 @@ async fn bench(a: Args) -> BenchResult<()> {
         let list = study::list_study(
             &clients,
             &datasets,
+            pair,
             &a.study_concurrency,
-            warmup,
-            measure,
+            study::Schedule {
+                warmup,
+                measure,
+                rounds,
+            },
             etcd_pid,
         )
         .await?;
@@ -471,8 +524,6 @@ async fn bench(a: Args) -> BenchResult<()> {
             measure,
             warmup,
             rounds,
-            list_flows,
-            list_versions: a.list_versions,
             concurrency,
             ops,
             rows,

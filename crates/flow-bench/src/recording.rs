@@ -276,11 +276,6 @@ impl Call {
             None => format!("{} key(s)", self.returned),
         }
     }
-
-    /// A keys-only range read: how the core discovers flow names.
-    pub fn is_discovery(&self) -> bool {
-        matches!(&self.request, Request::Range(r) if r.keys_only && r.range_end.is_some())
-    }
 }
 
 /// Whether two recordings of one operation sent the same requests (in any order: concurrent

@@ -222,10 +222,11 @@ pub struct Worker {
     /// Create: prefix of new names. Otherwise the worker's flow.
     name: String,
     flow: Option<FlowName>,
-    /// List rows of the name-index prototype: the key namespace they list.
-    ns: Vec<u8>,
-    /// List through the name-index prototype (raw requests, a proposal) instead.
-    indexed: bool,
+    /// List rows: the page token of the page to list (empty: the first page).
+    page_token: String,
+    /// List rows of the study, core-direct: the path every page must take (`true`: the name
+    /// index; `false`: discovery), checked on every call.
+    from_index: Option<bool>,
     /// Raw-min: the key and its mod revision.
     min_key: Vec<u8>,
     min_rev: i64,
@@ -269,8 +270,8 @@ impl Worker {
             i: 0,
             name,
             flow: None,
-            ns: Vec::new(),
-            indexed: false,
+            page_token: String::new(),
+            from_index: None,
             min_key: format!(
                 "{}{}{}{conc}/{w}",
                 min_prefix(&c.tag),
@@ -335,17 +336,18 @@ impl Worker {
     }
 
     /// A list worker of the list-cost study (`c.base` and `c.core` are then a server and a
-    /// core on the dataset's namespace). `indexed`: list through the name-index prototype in
-    /// namespace `ns` instead, with raw requests.
+    /// core on the dataset's namespace): it lists the page of 100 at `page_token` (empty: the
+    /// first), and core-direct fails a call whose page did not come from the path `from_index`
+    /// says (REST rows cannot tell; the study checks the API's requests before the rows).
     pub async fn list_in(
         transport: Transport,
         c: &Clients,
-        ns: &[u8],
-        indexed: bool,
+        page_token: &str,
+        from_index: bool,
     ) -> BenchResult<Worker> {
         let mut w = Worker::setup(Op::List, transport, c, 0, 0).await?;
-        w.ns = ns.to_vec();
-        w.indexed = indexed;
+        page_token.clone_into(&mut w.page_token);
+        w.from_index = Some(from_index);
         Ok(w)
     }
 
@@ -538,12 +540,12 @@ impl Worker {
                 }
                 Transport::Min => raw::min_read(&mut kv, self.min_key.clone(), None, 0).await?,
             },
-            (Op::List, _) if self.indexed => {
-                raw::list_page_indexed(&kv, &self.ns, 100).await?;
-            }
             (Op::List, t) => match t {
                 Transport::Rest => {
-                    let req = c.http.get(format!("{}/v1/flows?page_size=100", c.base));
+                    let mut req = c.http.get(format!("{}/v1/flows?page_size=100", c.base));
+                    if !self.page_token.is_empty() {
+                        req = req.query(&[("page_token", self.page_token.as_str())]);
+                    }
                     c.rest(req).await?;
                 }
                 Transport::Grpc => {
@@ -551,13 +553,27 @@ impl Worker {
                         .clone()
                         .list_flows(ListFlowsRequest {
                             page_size: 100,
-                            page_token: String::new(),
+                            page_token: self.page_token.clone(),
                         })
                         .await
                         .map_err(grpc_err)?;
                 }
                 Transport::Core => {
-                    c.core.flows.list(100, "").await.map_err(api_err)?;
+                    let page = c
+                        .core
+                        .flows
+                        .list_page(100, &self.page_token)
+                        .await
+                        .map_err(api_err)?;
+                    if let Some(want) = self.from_index
+                        && page.from_index != want
+                    {
+                        return Err(format!(
+                            "a ListFlows page came from the {} path, expected the {} path",
+                            path_name(page.from_index),
+                            path_name(want)
+                        ));
+                    }
                 }
                 Transport::Min => {
                     let start = min_list_prefix(&c.tag);
@@ -568,6 +584,11 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// How a ListFlows page found its names: `true`, the name index (contract B.6).
+pub fn path_name(from_index: bool) -> &'static str {
+    if from_index { "index" } else { "discovery" }
 }
 
 /// The outcome of one row.

@@ -1,6 +1,7 @@
 //! Integration tests of the transports and entry points: REST, gRPC, the Lambda function, the
-//! `flow-api` binary and the README, over real stores. One binary, so dependencies are linked
-//! once and one etcd serves every test (each in its own namespace or store).
+//! `flow-api` binary and the README, over real stores; and `flowpipe-validate` (host and WASI)
+//! against the REST API. One binary, so dependencies are linked once and one etcd serves every
+//! test (each in its own namespace or store).
 
 mod bad_input;
 mod binary;
@@ -14,3 +15,4 @@ mod readme;
 mod rest;
 mod security;
 mod telemetry;
+mod validate;

@@ -154,6 +154,20 @@ impl TlsFiles {
     }
 }
 
+/// A gRPC channel to `localhost:port` over TLS, trusting only `ca` (PEM), as `test_pki` issues.
+pub(crate) async fn grpc_tls_channel(ca: &str, port: u16) -> tonic::transport::Channel {
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("localhost");
+    tonic::transport::Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// A CA and a server certificate for localhost/127.0.0.1 signed by it, as PEM.
 pub(crate) fn test_pki() -> (String, TlsFiles) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -207,18 +221,7 @@ async fn both_listeners_serve_tls_with_a_test_ca() {
         .await;
     assert!(untrusting.is_err());
 
-    let tls = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
-        .domain_name("localhost");
-    let channel =
-        tonic::transport::Channel::from_shared(format!("https://localhost:{}", server.grpc.port()))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-    FlowServiceClient::new(channel)
+    FlowServiceClient::new(grpc_tls_channel(&ca, server.grpc.port()).await)
         .list_flows(ListFlowsRequest::default())
         .await
         .unwrap();

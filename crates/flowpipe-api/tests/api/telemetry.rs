@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::security::test_pki;
+use crate::security::{grpc_tls_channel, test_pki};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flow-api");
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -750,16 +750,7 @@ async fn the_original_helm_charts_environment_serves_and_exports() {
     let r = https.get(format!("{base}/v1/flows")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 
-    let tls = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
-        .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://localhost:{}", api.grpc))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = grpc_tls_channel(&ca, api.grpc).await;
     let bearer = format!("Bearer {KEY}");
     let flow = FlowServiceClient::new(channel.clone())
         .get_flow(grpc_request(
