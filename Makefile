@@ -6,17 +6,23 @@
 # and one that `make test` runs, on its own:
 #   make wasm-test  the portable core's tests under wasmtime, and the WASI validator
 #                   target/wasm/flowpipe-validate.wasm (README, "WASI")
+# and one kept out of `make test` because a release build takes minutes:
+#   make lambda-size  the Lambda binary `bootstrap`, built as deployed, within its size budget
 # and the long version of the partition scenarios that `make test` runs short (RELIABILITY.md):
 #   make partition-test
 CARGO ?= cargo
 # Where scripts/ensure-tools.sh puts PyPI tools when the system Python refuses global installs.
 export PATH := $(CURDIR)/target/tools/venv/bin:$(PATH)
 
-.PHONY: run run-check test wasm-test partition-test lint check-architecture
+.PHONY: run run-check test wasm-test partition-test lint check-architecture lambda-size
 
 run:
 	@scripts/ensure-tools.sh build
 	$(CARGO) run --bin flow-api -- $(ARGS)
+
+lambda-size:
+	@scripts/ensure-tools.sh build
+	@CARGO="$(CARGO)" scripts/lambda-size.sh
 
 run-check:
 	@scripts/ensure-tools.sh run-check

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Lambda cold start of `bootstrap` (BENCHMARKS.md, "Lambda cold start"): builds the release binary
-# as deployed (`cargo build --release --bin bootstrap`; the profile strips it), then
-# scripts/cold_start.py starts it RUNS times as a fresh process against an emulated Lambda
+# Lambda cold start of `bootstrap` (BENCHMARKS.md, "Lambda binary size and cold start"): builds
+# the release binary as deployed (`cargo build --release --bin bootstrap`; the profile strips
+# it), then scripts/cold_start.py starts it RUNS times as a fresh process against an emulated Lambda
 # runtime API and a real etcd, both on 127.0.0.1, and prints init and first-response times, peak
 # RSS and the binary's size, stripped and zipped.
 #   scripts/cold-start.sh [RUNS]      (default 20)

@@ -15,6 +15,9 @@ CPU time (user + system, whole process) and peak RSS come from wait4() of each r
 matters on Lambda, where a 256 MB function gets a fraction of a vCPU: wall times on a full core
 are a lower bound. Only loopback addresses are used. Called by
 scripts/cold-start.sh, which builds the release binary first.
+
+Several `--binary` options compare builds in one run: the runs are interleaved (run i of every
+binary, in an order that rotates with i), so drift in the machine's load favours none of them.
 """
 
 import argparse
@@ -184,19 +187,24 @@ def fixture(name):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/bootstrap"))
+    ap.add_argument("--binary", action="append", default=[],
+                    help="the function's executable (default target/release/bootstrap); give "
+                         "it more than once to compare builds, runs interleaved")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="an extra variable of the function, e.g. FLOW_OBSERVABILITY_ENABLED=true")
     args = ap.parse_args()
 
-    size = os.path.getsize(args.binary)
+    binaries = args.binary or [os.path.join(ROOT, "target/release/bootstrap")]
+    sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
-        # What Lambda receives: a zip holding `bootstrap`.
-        zpath = os.path.join(tmp, "bootstrap.zip")
-        with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-            z.write(args.binary, "bootstrap")
-        zsize = os.path.getsize(zpath)
+        for binary in binaries:
+            # What Lambda receives: a zip holding `bootstrap`.
+            zpath = os.path.join(tmp, "bootstrap.zip")
+            with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+                z.write(binary, "bootstrap")
+            sizes[binary] = (os.path.getsize(binary), os.path.getsize(zpath))
+            os.remove(zpath)
 
         etcd, etcd_url = start_etcd(tmp)
         env = {
@@ -223,9 +231,14 @@ def main():
         try:
             with open(log_path, "w") as log:
                 for name, event in scenarios:
-                    one_run(args.binary, env, event, log)  # warms the page cache, creates the flow
-                    results[name] = [one_run(args.binary, env, event, log)
-                                     for _ in range(args.runs)]
+                    for binary in binaries:
+                        # Warms the page cache; the first creates the flow.
+                        one_run(binary, env, event, log)
+                        results[(name, binary)] = []
+                    for i in range(args.runs):
+                        k = i % len(binaries)
+                        for binary in binaries[k:] + binaries[:k]:
+                            results[(name, binary)].append(one_run(binary, env, event, log))
         except SystemExit:
             with open(log_path) as f:
                 sys.stderr.write(f.read()[-4000:])
@@ -242,21 +255,26 @@ def main():
         pass
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu}; {rustc}")
-    print(f"binary: {args.binary}: {size} bytes ({size / 2**20:.1f} MiB) stripped, "
-          f"{zsize} bytes ({zsize / 2**20:.1f} MiB) zipped")
+    for binary, (size, zsize) in sizes.items():
+        print(f"binary: {binary}: {size} bytes ({size / 2**20:.1f} MiB) stripped, "
+              f"{zsize} bytes ({zsize / 2**20:.1f} MiB) zipped")
     print(f"runs per scenario: {args.runs} (after one warm-up run)"
+          + ("; binaries interleaved" if len(binaries) > 1 else "")
           + (f"; extra variables: {' '.join(args.env)}" if args.env else "") + "\n")
-    print("| first event | init (ms) min / median / p90 / max "
+    several = len(binaries) > 1
+    print(("| binary " if several else "")
+          + "| first event | init (ms) min / median / p90 / max "
           "| first response (ms) min / median / p90 / max | CPU time (ms) median "
           "| peak RSS (MiB) | status |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, runs in results.items():
+    print(("| --- " if several else "") + "| --- | --- | --- | --- | --- | --- |")
+    for (name, binary), runs in results.items():
         init = summary([r["init_ms"] for r in runs])
         first = summary([r["first_response_ms"] for r in runs])
         cpu = statistics.median(r["cpu_ms"] for r in runs)
         rss = max(r["rss_mib"] for r in runs)
         statuses = sorted({r["status"] for r in runs})
-        print(f"| {name} | {' / '.join(f'{v:.1f}' for v in init)} "
+        print((f"| {binary} " if several else "")
+              + f"| {name} | {' / '.join(f'{v:.1f}' for v in init)} "
               f"| {' / '.join(f'{v:.1f}' for v in first)} | {cpu:.0f} | {rss:.1f} "
               f"| {statuses} |")
 

@@ -56,6 +56,14 @@ pub async fn study(
     warmup: Duration,
     measure: Duration,
 ) -> BenchResult<OtelStudy> {
+    // The off side's flows get names of their own: the main rows ran the same operations at the
+    // same concurrency on these clients, and an update worker's flow left at its other spec
+    // would make the setup's create a 409.
+    let off_clients = Clients {
+        tag: format!("{}-f", off.0.tag),
+        ..off.0.clone()
+    };
+    let off = (&off_clients, off.1);
     let mut rows = Vec::new();
     for &op in ops {
         for transport in [Transport::Rest, Transport::Grpc] {

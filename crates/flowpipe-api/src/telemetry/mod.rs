@@ -51,7 +51,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::filter::{LevelFilter, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -295,20 +295,41 @@ fn build_providers(settings: &TelemetrySettings, host: Host) -> Result<Providers
 /// The log's filter: `RUST_LOG` when set (per-module filters), else `FLOW_LOG_LEVEL`; on
 /// Lambda, Lambda's own log-level control (`AWS_LAMBDA_LOG_LEVEL`) when `FLOW_LOG_LEVEL` is not
 /// set.
-fn log_filter(settings: &TelemetrySettings, host: Host) -> EnvFilter {
-    let level = |l: &str| EnvFilter::try_new(l).ok();
+///
+/// `RUST_LOG` is read as [`Targets`]: comma-separated `target=level` directives and an optional
+/// bare default `level` (`info,flowpipe_core=debug,h2=off`), a target matching itself and every
+/// module under it. `EnvFilter`'s span and field-value directives (`[span{field=value}]`) are
+/// not supported: they compile regular expressions, and the regex engine alone was 0.35 MB of
+/// the Lambda binary (BENCHMARKS.md, "Lambda binary size"). A `RUST_LOG` that does not parse is
+/// ignored, as it was before, and `FLOW_LOG_LEVEL` applies.
+fn log_filter(settings: &TelemetrySettings, host: Host) -> Targets {
     let from_rust_log = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .and_then(|v| level(&v));
+        .and_then(|v| parse_rust_log(&v));
     let from_lambda = (host == Host::Lambda && !env_set(LOG_LEVEL_VAR))
         .then(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok())
         .flatten()
         .and_then(|v| crate::settings::parse_log_level(&v).ok());
     from_rust_log.unwrap_or_else(|| {
         let l = from_lambda.unwrap_or(settings.log_level);
-        EnvFilter::new(l.as_str())
+        Targets::new().with_default(level_filter(l))
     })
+}
+
+/// `RUST_LOG` as per-target levels; `None` when it does not parse.
+fn parse_rust_log(v: &str) -> Option<Targets> {
+    v.trim().parse::<Targets>().ok()
+}
+
+fn level_filter(l: crate::settings::LogLevel) -> LevelFilter {
+    use crate::settings::LogLevel;
+    match l {
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Error => LevelFilter::ERROR,
+    }
 }
 
 fn install_subscriber(
@@ -508,4 +529,45 @@ pub fn code_name(code: i32) -> &'static str {
 /// Server-side errors per the RPC semantic conventions (the others are the client's).
 fn is_server_error(code: i32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_takes_per_target_levels_and_a_default() {
+        let f = parse_rust_log("warn,flowpipe_core=debug,H2=Off").unwrap();
+        assert!(f.would_enable("flowpipe_core::cas", &Level::DEBUG));
+        assert!(!f.would_enable("flowpipe_core::cas", &Level::TRACE));
+        assert!(f.would_enable("flowpipe_api::rest", &Level::WARN));
+        assert!(!f.would_enable("flowpipe_api::rest", &Level::INFO));
+        assert!(!f.would_enable("H2", &Level::ERROR));
+
+        // Without a default level only the named targets log, as with `EnvFilter`.
+        let f = parse_rust_log(" flowpipe_api=INFO ").unwrap();
+        assert!(f.would_enable("flowpipe_api::telemetry::http", &Level::INFO));
+        assert!(!f.would_enable("tonic::transport", &Level::ERROR));
+    }
+
+    #[test]
+    fn a_rust_log_that_does_not_parse_is_ignored() {
+        assert!(parse_rust_log("flowpipe_api=loud").is_none());
+        assert!(parse_rust_log("chatty=1=2").is_none());
+    }
+
+    #[test]
+    fn flow_log_level_is_a_default_level() {
+        let settings = TelemetrySettings {
+            log_level: crate::settings::LogLevel::Warn,
+            ..TelemetrySettings::default()
+        };
+        // Only when RUST_LOG is unset in this process; the tests never set it.
+        if std::env::var_os("RUST_LOG").is_none() {
+            let f = log_filter(&settings, Host::Server);
+            assert!(f.would_enable("anything", &Level::WARN));
+            assert!(!f.would_enable("anything", &Level::INFO));
+        }
+    }
 }
