@@ -411,6 +411,20 @@ impl EtcdTimeouts {
     }
 }
 
+/// An environment of `pairs` for the `from_env`-style constructors' tests, which take the
+/// lookup as a function so that no test changes the process's real environment.
+#[cfg(test)]
+pub(crate) fn test_env(
+    pairs: &'static [(&'static str, &'static str)],
+) -> impl Fn(&str) -> Option<String> {
+    move |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,15 +566,7 @@ mod tests {
 
     #[test]
     fn etcd_timeouts_from_the_environment() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_string())
-            }
-        };
-        let t = EtcdTimeouts::from_env(vars(&[])).unwrap();
+        let t = EtcdTimeouts::from_env(test_env(&[])).unwrap();
         assert_eq!(t, EtcdTimeouts::default());
         assert_eq!(
             (t.dial, t.request, t.keepalive_interval, t.keepalive_timeout),
@@ -571,7 +577,7 @@ mod tests {
                 Duration::from_secs(1)
             )
         );
-        let t = EtcdTimeouts::from_env(vars(&[
+        let t = EtcdTimeouts::from_env(test_env(&[
             ("FLOW_ETCD_KEEPALIVE_INTERVAL", "500ms"),
             ("FLOW_ETCD_KEEPALIVE_TIMEOUT", " 3s "),
             ("FLOW_ETCD_REQUEST_TIMEOUT", ""),
@@ -581,12 +587,13 @@ mod tests {
         assert_eq!(t.keepalive_timeout, Duration::from_secs(3));
         assert_eq!(t.request, Duration::from_secs(5));
         assert!(t.require_leader);
-        let t = EtcdTimeouts::from_env(vars(&[("FLOW_ETCD_REQUIRE_LEADER", "false")])).unwrap();
+        let t = EtcdTimeouts::from_env(test_env(&[("FLOW_ETCD_REQUIRE_LEADER", "false")])).unwrap();
         assert!(!t.require_leader);
-        let e = EtcdTimeouts::from_env(vars(&[("FLOW_ETCD_REQUIRE_LEADER", "maybe")])).unwrap_err();
-        assert!(e.starts_with("FLOW_ETCD_REQUIRE_LEADER: "), "{e}");
         let e =
-            EtcdTimeouts::from_env(vars(&[("FLOW_ETCD_KEEPALIVE_TIMEOUT", "soon")])).unwrap_err();
+            EtcdTimeouts::from_env(test_env(&[("FLOW_ETCD_REQUIRE_LEADER", "maybe")])).unwrap_err();
+        assert!(e.starts_with("FLOW_ETCD_REQUIRE_LEADER: "), "{e}");
+        let e = EtcdTimeouts::from_env(test_env(&[("FLOW_ETCD_KEEPALIVE_TIMEOUT", "soon")]))
+            .unwrap_err();
         assert!(
             e.starts_with("FLOW_ETCD_KEEPALIVE_TIMEOUT: invalid duration"),
             "{e}"

@@ -108,25 +108,23 @@ fn describe_secret_error(e: &SdkError<GetSecretValueError>, what: &str) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::test_env;
 
     #[test]
     fn the_client_comes_from_the_lambda_environment() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_string())
-            }
-        };
-        let c = secrets_client_from(vars(&[
+        let c = secrets_client_from(test_env(&[
             ("AWS_REGION", "eu-west-1"),
             ("AWS_DEFAULT_REGION", "us-east-2"),
         ]));
         assert_eq!(c.config().region().unwrap().as_ref(), "eu-west-1");
-        let c = secrets_client_from(vars(&[("AWS_DEFAULT_REGION", "us-east-2")]));
+        let c = secrets_client_from(test_env(&[("AWS_DEFAULT_REGION", "us-east-2")]));
         assert_eq!(c.config().region().unwrap().as_ref(), "us-east-2");
-        assert!(secrets_client_from(vars(&[])).config().region().is_none());
+        assert!(
+            secrets_client_from(test_env(&[]))
+                .config()
+                .region()
+                .is_none()
+        );
     }
 
     #[test]
