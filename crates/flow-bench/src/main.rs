@@ -103,6 +103,10 @@ struct Args {
     /// Concurrency of the observability rows.
     #[arg(long, default_value_t = 16)]
     otel_concurrency: usize,
+    /// Rounds of the observability rows; each runs two windows per side, mirrored (off, on,
+    /// on, off), and the verdict is the median of the rounds' ratios.
+    #[arg(long, default_value_t = 5)]
+    otel_rounds: usize,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -452,9 +456,10 @@ async fn bench(a: Args) -> BenchResult<()> {
         let mut otel = otel::study(
             (&clients, api.pid),
             (&otel_clients, api_otel.pid),
+            etcd_pid,
             &a.otel_ops,
             a.otel_concurrency.max(1),
-            rounds,
+            a.otel_rounds.max(1),
             warmup,
             measure,
         )
