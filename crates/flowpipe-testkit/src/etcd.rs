@@ -167,48 +167,24 @@ impl EtcdCluster {
     fn spawn(&mut self, i: usize) -> Result<(), String> {
         let initial = self.initial_cluster();
         let m = &mut self.members[i];
-        let state = if m.data_dir.exists() {
-            "existing"
-        } else {
-            "new"
-        };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&m.log)
-            .map_err(|e| format!("open {}: {e}", m.log.display()))?;
-        let child = Command::new(&self.binary)
-            .arg("--name")
-            .arg(&m.name)
-            .arg("--data-dir")
-            .arg(&m.data_dir)
-            .arg("--listen-client-urls")
-            .arg(m.client_url())
-            .arg("--advertise-client-urls")
-            .arg(m.client_url())
-            .arg("--listen-peer-urls")
-            .arg(m.peer_url())
-            .arg("--initial-advertise-peer-urls")
-            .arg(m.peer_url())
-            .arg("--initial-cluster")
-            .arg(&initial)
-            .arg("--initial-cluster-state")
-            .arg(state)
-            .arg("--initial-cluster-token")
-            .arg(&self.token)
-            // Fast elections keep fault tests short; fine on loopback.
-            .arg("--heartbeat-interval")
-            .arg("50")
-            .arg("--election-timeout")
-            .arg("500")
-            .arg("--logger")
-            .arg("zap")
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        let child = member_command(
+            &self.binary,
+            &MemberArgs {
+                name: &m.name,
+                data_dir: &m.data_dir,
+                log: &m.log,
+                client_url: &m.client_url(),
+                peer_url: &m.peer_url(),
+                initial_cluster: &initial,
+                token: &self.token,
+                // Fast elections keep fault tests short; fine on loopback.
+                heartbeat_ms: 50,
+                election_ms: 500,
+                extra_args: &self.extra_args,
+            },
+        )?
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
         // Once this process is gone, kill etcd and remove its files.
         let watchdog = watchdog(
             child.id(),
@@ -364,4 +340,66 @@ fn health(port: u16) -> bool {
         "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     )
     .is_some_and(|b| b.contains("\"health\":\"true\""))
+}
+
+/// What differs between the members of a test cluster's command lines.
+pub(crate) struct MemberArgs<'a> {
+    pub name: &'a str,
+    pub data_dir: &'a Path,
+    /// Where etcd's stdout and stderr go (appended: a restarted member keeps its history).
+    pub log: &'a Path,
+    pub client_url: &'a str,
+    pub peer_url: &'a str,
+    /// `name=peer_url,...` of every member.
+    pub initial_cluster: &'a str,
+    pub token: &'a str,
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+    pub extra_args: &'a [String],
+}
+
+/// The command that starts one member of a test cluster: the one place its command line is
+/// written, for the loopback clusters here and the namespaced ones of [`crate::partition`].
+/// A member whose data directory exists rejoins (`existing`); otherwise it is new.
+pub(crate) fn member_command(binary: &Path, m: &MemberArgs<'_>) -> Result<Command, String> {
+    let state = if m.data_dir.exists() {
+        "existing"
+    } else {
+        "new"
+    };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(m.log)
+        .map_err(|e| format!("open {}: {e}", m.log.display()))?;
+    let mut cmd = Command::new(binary);
+    cmd.arg("--name")
+        .arg(m.name)
+        .arg("--data-dir")
+        .arg(m.data_dir)
+        .arg("--listen-client-urls")
+        .arg(m.client_url)
+        .arg("--advertise-client-urls")
+        .arg(m.client_url)
+        .arg("--listen-peer-urls")
+        .arg(m.peer_url)
+        .arg("--initial-advertise-peer-urls")
+        .arg(m.peer_url)
+        .arg("--initial-cluster")
+        .arg(m.initial_cluster)
+        .arg("--initial-cluster-state")
+        .arg(state)
+        .arg("--initial-cluster-token")
+        .arg(m.token)
+        .arg("--heartbeat-interval")
+        .arg(m.heartbeat_ms.to_string())
+        .arg("--election-timeout")
+        .arg(m.election_ms.to_string())
+        .arg("--logger")
+        .arg("zap")
+        .args(m.extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+        .stderr(Stdio::from(log));
+    Ok(cmd)
 }

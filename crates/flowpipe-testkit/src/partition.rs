@@ -64,6 +64,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::delay_proxy::DelayProxy;
+use crate::etcd::{MemberArgs, member_command};
 
 /// The prefix of every namespace and directory this harness creates.
 pub const PREFIX: &str = "fpnet-";
@@ -694,45 +695,21 @@ impl NetCluster {
         let initial = self.initial_cluster();
         let (hb, el) = (self.options.heartbeat_ms, self.options.election_ms);
         let m = &mut self.members[i];
-        let state = if m.data_dir.exists() {
-            "existing"
-        } else {
-            "new"
-        };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&m.log)
-            .map_err(|e| format!("open {}: {e}", m.log.display()))?;
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg("--name")
-            .arg(&m.name)
-            .arg("--data-dir")
-            .arg(&m.data_dir)
-            .arg("--listen-client-urls")
-            .arg(m.client_url())
-            .arg("--advertise-client-urls")
-            .arg(m.client_url())
-            .arg("--listen-peer-urls")
-            .arg(m.peer_url())
-            .arg("--initial-advertise-peer-urls")
-            .arg(m.peer_url())
-            .arg("--initial-cluster")
-            .arg(&initial)
-            .arg("--initial-cluster-state")
-            .arg(state)
-            .arg("--initial-cluster-token")
-            .arg(&self.token)
-            .arg("--heartbeat-interval")
-            .arg(hb.to_string())
-            .arg("--election-timeout")
-            .arg(el.to_string())
-            .arg("--logger")
-            .arg("zap")
-            .args(&self.options.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
-            .stderr(Stdio::from(log));
+        let cmd = member_command(
+            &self.binary,
+            &MemberArgs {
+                name: &m.name,
+                data_dir: &m.data_dir,
+                log: &m.log,
+                client_url: &m.client_url(),
+                peer_url: &m.peer_url(),
+                initial_cluster: &initial,
+                token: &self.token,
+                heartbeat_ms: hb,
+                election_ms: el,
+                extra_args: &self.options.extra_args,
+            },
+        )?;
         let child =
             m.ns.spawn(cmd)
                 .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
