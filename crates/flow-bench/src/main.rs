@@ -40,7 +40,7 @@ use core_direct::Core;
 use raw::BenchResult;
 use report::{Report, Row};
 use run::{Clients, Op, Transport, Worker};
-use server::{ApiProcess, RssSampler};
+use server::{ApiProcess, CpuMark, RssSampler};
 
 /// Measures the flow-pipe API (REST and gRPC) against raw etcd baselines in the same run.
 #[derive(Parser, Debug)]
@@ -381,32 +381,24 @@ async fn bench(a: Args) -> BenchResult<()> {
                         // Rotate the order each round so drift does not favour one transport.
                         let ix = (k + round) % workers.len();
                         let (t, ws) = &mut workers[ix];
-                        let cpu = |pid: Option<u32>| pid.and_then(server::cpu_time);
                         let (api0, etcd0, me0) = (
-                            cpu(Some(api.pid)),
-                            cpu(etcd_pid),
-                            cpu(Some(std::process::id())),
+                            CpuMark::now(Some(api.pid)),
+                            CpuMark::now(etcd_pid),
+                            CpuMark::now(Some(std::process::id())),
                         );
                         sampler.take_peak();
                         let (stats, back) =
                             run::run(ws.take().unwrap_or_default(), warmup, measure).await;
                         *ws = Some(back);
                         let rss = sampler.take_peak();
-                        let per_op = |before: Option<Duration>, pid: Option<u32>| {
-                            let d = cpu(pid)?.checked_sub(before?)?;
-                            Some(d.as_secs_f64() * 1e6 / stats.all_ops.max(1) as f64)
-                        };
+                        let per_op = |mark: Option<CpuMark>| mark?.us_per_op(stats.all_ops);
                         let row = Row {
                             op,
                             conc,
                             transport: *t,
-                            api_cpu_us: if t.is_api() {
-                                per_op(api0, Some(api.pid))
-                            } else {
-                                None
-                            },
-                            etcd_cpu_us: per_op(etcd0, etcd_pid),
-                            client_cpu_us: per_op(me0, Some(std::process::id())),
+                            api_cpu_us: if t.is_api() { per_op(api0) } else { None },
+                            etcd_cpu_us: per_op(etcd0),
+                            client_cpu_us: per_op(me0),
                             rss_peak_kib: t.is_api().then_some(rss),
                             per_round: Vec::new(),
                             stats,

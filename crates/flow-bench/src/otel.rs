@@ -10,7 +10,7 @@ use flowpipe_testkit::otlp::Receiver;
 
 use crate::raw::BenchResult;
 use crate::run::{self, Clients, Op, Transport, Worker};
-use crate::server::cpu_time;
+use crate::server::CpuMark;
 
 /// The largest throughput cost observability may have: on ÷ off ≥ 0.95.
 pub const MIN_RATIO: f64 = 0.95;
@@ -178,12 +178,11 @@ pub async fn study(
                 for is_on in round_order(round) {
                     let i = usize::from(is_on);
                     let pid = if is_on { on.1 } else { off.1 };
-                    let before = [cpu_time(pid), etcd.and_then(cpu_time), cpu_time(me)];
+                    let marks = [Some(pid), etcd, Some(me)].map(CpuMark::now);
                     let (stats, back) =
                         run::run(workers[i].take().unwrap_or_default(), warmup, measure).await;
                     workers[i] = Some(back);
-                    let after = [cpu_time(pid), etcd.and_then(cpu_time), cpu_time(me)];
-                    let cpu = [0, 1, 2].map(|k| after[k]?.checked_sub(before[k]?));
+                    let cpu = marks.map(|m| m?.used());
                     eprintln!(
                         "[flow-bench] observability {} {} {} c={conc}: {:.0} ops/s",
                         if is_on { "on " } else { "off" },

@@ -182,9 +182,38 @@ fn status_field(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// A process's CPU time at one moment, read again after a measured window: what the process
+/// used during it.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    pid: u32,
+    at: Duration,
+}
+
+impl CpuMark {
+    /// `pid`'s CPU time now; `None` without a pid or when its `/proc` entry cannot be read.
+    pub fn now(pid: Option<u32>) -> Option<CpuMark> {
+        let pid = pid?;
+        Some(CpuMark {
+            pid,
+            at: cpu_time(pid)?,
+        })
+    }
+
+    /// The CPU time the process used since the mark.
+    pub fn used(&self) -> Option<Duration> {
+        cpu_time(self.pid)?.checked_sub(self.at)
+    }
+
+    /// The CPU µs the process used since the mark per operation, over `ops` operations.
+    pub fn us_per_op(&self, ops: u64) -> Option<f64> {
+        Some(self.used()?.as_secs_f64() * 1e6 / ops.max(1) as f64)
+    }
+}
+
 /// utime + stime of `/proc/<pid>/stat`, in clock ticks of 1/100 s (USER_HZ is 100 on every
 /// Linux architecture this runs on).
-pub fn cpu_time(pid: u32) -> Option<Duration> {
+fn cpu_time(pid: u32) -> Option<Duration> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; the fields after it are plain numbers.
     let rest = &s[s.rfind(')')? + 2..];

@@ -30,6 +30,7 @@ use crate::raw::BenchResult;
 use crate::recording::{self, Call, Recorder, RecordingKv};
 use crate::run::{self, Clients, RowStats, Transport, Worker};
 use crate::seed;
+use crate::server::CpuMark;
 use crate::workload::{self, Variant};
 
 /// The API server in this process on key namespace `ns`, its store recording (off until asked):
@@ -651,13 +652,9 @@ pub async fn list_study(
                                         .await?,
                                 );
                             }
-                            let cpu0 = etcd_pid.and_then(crate::server::cpu_time);
+                            let cpu0 = CpuMark::now(etcd_pid);
                             let (stats, _) = run::run(workers, warmup, measure).await;
-                            let etcd_cpu_us = cpu0
-                                .zip(etcd_pid.and_then(crate::server::cpu_time))
-                                .map(|(a, b)| {
-                                    (b - a).as_secs_f64() * 1e6 / stats.all_ops.max(1) as f64
-                                });
+                            let etcd_cpu_us = cpu0.and_then(|m| m.us_per_op(stats.all_ops));
                             if let Some(e) = &stats.first_error {
                                 return Err(format!(
                                     "list study row failed ({}, {}, page {page}, {}, c={conc}): {e}",
@@ -791,7 +788,7 @@ pub async fn scan_probes(
         for (what, start, end, limit) in probes {
             let mut hist = Vec::with_capacity(reads);
             let mut returned = 0;
-            let cpu0 = etcd_pid.and_then(crate::server::cpu_time);
+            let cpu0 = CpuMark::now(etcd_pid);
             for _ in 0..reads {
                 let o = etcd_client::GetOptions::new()
                     .with_range(end.clone())
@@ -806,9 +803,7 @@ pub async fn scan_probes(
                 hist.push(t.elapsed());
                 returned = resp.kvs().len();
             }
-            let etcd_cpu_us = cpu0
-                .zip(etcd_pid.and_then(crate::server::cpu_time))
-                .map(|(a, b)| (b - a).as_secs_f64() * 1e6 / reads as f64);
+            let etcd_cpu_us = cpu0.and_then(|m| m.us_per_op(reads as u64));
             hist.sort_unstable();
             out.push(ScanProbe {
                 shape: d.shape,
