@@ -65,6 +65,41 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
+/// A loopback port where nothing answers, for as long as the value lives: a socket is bound to
+/// it but never listens, so connections to it are refused, and no other socket can take the
+/// port meanwhile. ([`free_port`] releases its port at once: a test that pointed a client at it
+/// as "nowhere" once met another test's HTTP/2 server there.)
+pub struct RefusedPort {
+    port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl RefusedPort {
+    /// Reserves a port the OS picks on 127.0.0.1.
+    pub fn new() -> RefusedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0");
+        let port = socket.local_addr().expect("the bound address").port();
+        RefusedPort {
+            port,
+            _socket: socket,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for RefusedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 struct Member {
     name: String,
     client_port: u16,

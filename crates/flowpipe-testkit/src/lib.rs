@@ -25,7 +25,7 @@ pub mod server;
 pub mod stores;
 
 pub use env::FakeEnvironment;
-pub use etcd::{EtcdCluster, etcd_binary, free_port, watchdog};
+pub use etcd::{EtcdCluster, RefusedPort, etcd_binary, free_port, watchdog};
 /// The environment the server runs the core with (system clock, UUIDs, tokio timers).
 pub use flowpipe_api::SystemEnvironment;
 pub use server::TestServer;

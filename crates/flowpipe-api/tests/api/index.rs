@@ -133,11 +133,11 @@ fn flow_api_index_rebuild_reports_what_it_did() {
     });
 
     // An etcd that does not answer: a failure, said on stderr, and a non-zero exit.
-    let nowhere = format!("http://127.0.0.1:{}", flowpipe_testkit::free_port());
+    let nowhere = flowpipe_testkit::RefusedPort::new();
     let out = Command::new(BIN)
         .args([
             "--etcd",
-            &nowhere,
+            &nowhere.url(),
             "--etcd-dial-timeout",
             "300ms",
             "index",

@@ -550,10 +550,8 @@ both!(
 
 #[tokio::test]
 async fn readyz_is_503_when_etcd_is_unreachable() {
-    let mut config = flowpipe_store::EtcdConfig::new(vec![format!(
-        "http://127.0.0.1:{}",
-        flowpipe_testkit::free_port()
-    )]);
+    let nowhere = flowpipe_testkit::RefusedPort::new();
+    let mut config = flowpipe_store::EtcdConfig::new(vec![nowhere.url()]);
     config.connect_timeout = std::time::Duration::from_millis(300);
     config.request_timeout = std::time::Duration::from_millis(500);
     let store = Store::open(flowpipe_store::StoreConfig::Etcd(Box::new(config))).unwrap();
