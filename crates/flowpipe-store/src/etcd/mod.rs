@@ -7,8 +7,8 @@
 //! refreshed when etcd reports them expired.
 //!
 //! Errors: anything that means "etcd cannot answer now" (connection refused, timeout, no leader,
-//! a connection that broke, whatever the gRPC code the client library gave it) is `Unavailable`
-//! naming the endpoints; a read at a compacted revision is `FailedPrecondition(REVISION_UNAVAILABLE)`;
+//! a connection that broke, whatever the gRPC code the client library gave it; or something
+//! other than etcd answering on the endpoint's port) is `Unavailable`, its endpoints logged; a read at a compacted revision is `FailedPrecondition(REVISION_UNAVAILABLE)`;
 //! the rest (what etcd itself answered) is `Internal`.
 //!
 //! # Deadlines and retries
@@ -235,6 +235,15 @@ impl EtcdStore {
                 if let Some(cause) = std::error::Error::source(&s) {
                     return unavailable(format!("{msg} ({})", transport_chain(cause)));
                 }
+                // Not etcd answering: whatever serves the endpoint's port answered HTTP that is
+                // not gRPC (another service, a proxy's error page). tonic reports it under the
+                // code it maps the HTTP status to (INTERNAL, UNIMPLEMENTED, ...); to our clients
+                // the store cannot answer, and the operator needs the HTTP status.
+                if let Some(http) = non_grpc_http_status(&msg) {
+                    return unavailable(format!(
+                        "the endpoint answered HTTP {http}, not etcd's gRPC (is it an etcd client URL?)"
+                    ));
+                }
                 match s.code() {
                     // etcd's rpctypes define these errors by their text (ErrGRPCCompacted,
                     // ErrGRPCFutureRev); etcd's own Go client tells them apart the same way.
@@ -254,6 +263,11 @@ impl EtcdStore {
                     Code::Unauthenticated | Code::PermissionDenied => {
                         unavailable(format!("etcd refused our credentials: {msg}"))
                     }
+                    // A gRPC server that does not serve etcd's KV API: every method used here
+                    // exists since etcd 3.0, so the endpoint is something else.
+                    Code::Unimplemented => unavailable(format!(
+                        "the endpoint does not serve etcd's v3 API (is it an etcd client URL?): {msg}"
+                    )),
                     // A wrong user or password comes back as INVALID_ARGUMENT.
                     Code::InvalidArgument if msg.contains("authentication failed") => {
                         unavailable(format!("etcd refused our credentials: {msg}"))
@@ -387,6 +401,19 @@ fn failure(e: &etcd_client::Error) -> Failure {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => Failure::Unknown,
         _ => Failure::Answered,
     }
+}
+
+/// The HTTP status of an answer that was not gRPC, from the status tonic made of it: tonic
+/// (0.14) says "... while receiving response with status: 404 Not Found" when the body did not
+/// decode as gRPC, and "grpc-status header missing, mapped from HTTP status code 404" when there
+/// was no body. The store conformance suite's `etcd_endpoints` tests pin both on the tonic in use.
+fn non_grpc_http_status(msg: &str) -> Option<&str> {
+    [
+        "while receiving response with status: ",
+        "grpc-status header missing, mapped from HTTP status code ",
+    ]
+    .iter()
+    .find_map(|said| msg.find(said).map(|at| &msg[at + said.len()..]))
 }
 
 /// A transport error with its causes ("transport error: connection refused").

@@ -5,6 +5,7 @@
 mod concurrency;
 mod conformance;
 mod etcd_auth;
+mod etcd_endpoints;
 mod index;
 mod keys;
 mod kv;
