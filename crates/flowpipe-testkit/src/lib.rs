@@ -28,7 +28,7 @@ pub use env::FakeEnvironment;
 pub use etcd::{EtcdCluster, RefusedPort, etcd_binary, free_port, watchdog};
 /// The environment the server runs the core with (system clock, UUIDs, tokio timers).
 pub use flowpipe_api::SystemEnvironment;
-pub use server::TestServer;
+pub use server::{TestServer, serving_addrs};
 
 /// The workspace's root directory: where README.md, `fixtures/` and `template.yaml` are, and
 /// where the README's commands run.

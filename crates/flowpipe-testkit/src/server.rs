@@ -64,3 +64,34 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// The REST and gRPC addresses a `flow-api` process serves, read from its startup line
+/// ("flow-api serving rest=http://127.0.0.1:41234 grpc=127.0.0.1:40123 ...", the text log
+/// format); `None` until that line is in `log`. Tests start the binary on port 0 and read the
+/// ports here: a port chosen before the process binds it can be taken meanwhile by a server of
+/// a test running beside it.
+pub fn serving_addrs(log: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let line = log.lines().find(|l| l.contains("flow-api serving"))?;
+    let field = |key: &str| {
+        let value = line.split_whitespace().find_map(|w| w.strip_prefix(key))?;
+        let addr = value.rsplit("://").next()?;
+        addr.parse::<SocketAddr>().ok()
+    };
+    Some((field("rest=")?, field("grpc=")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serving_addrs;
+
+    #[test]
+    fn serving_addrs_reads_the_startup_line() {
+        let log = "2026-12-02T14:24:35Z  INFO flowpipe_api::server::serve: flow-api serving \
+                   rest=https://127.0.0.1:34327 grpc=127.0.0.1:46863 (TLS) store=embedded \
+                   store at /tmp/x env=\"-\" auth=\"disabled\"\n";
+        let (rest, grpc) = serving_addrs(log).unwrap();
+        assert_eq!(rest.to_string(), "127.0.0.1:34327");
+        assert_eq!(grpc.to_string(), "127.0.0.1:46863");
+        assert_eq!(serving_addrs("2026-12-02T14:24:35Z  INFO starting\n"), None);
+    }
+}

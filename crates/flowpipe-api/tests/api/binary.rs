@@ -2,10 +2,10 @@
 //! clear line and exit code 2 for a bad configuration, a startup log saying what it serves, and a
 //! clean exit on SIGTERM after in-flight requests.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use flowpipe_testkit::free_port;
+use flowpipe_testkit::{RefusedPort, serving_addrs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flow-api");
 
@@ -67,19 +67,25 @@ fn bad_configuration_is_one_line_and_exit_code_2() {
 
 #[test]
 fn flags_win_over_environment() {
-    // The environment says one port, the flag another: the flag's port is the one served.
+    // The environment says one port, the flag another (port 0: the OS picks it): the flag's is
+    // the one served. The environment's port is held by another socket, so flow-api would exit
+    // at once if it tried to listen there.
     let dir = tempfile::tempdir().unwrap();
-    let (env_port, flag_port) = (free_port(), free_port());
+    let env_port = RefusedPort::new();
+    let env_addr = env_port.url().replace("http://", "");
+    let log_path = dir.path().join("stderr.log");
     let mut child = Command::new(BIN)
-        .args(["-http-addr", &format!("127.0.0.1:{flag_port}")])
-        .args(["--grpc-addr", &format!("127.0.0.1:{}", free_port())])
-        .env("FLOW_HTTP_ADDR", format!("127.0.0.1:{env_port}"))
+        .args(["-http-addr", "127.0.0.1:0"])
+        .args(["--grpc-addr", "127.0.0.1:0"])
+        .env("FLOW_HTTP_ADDR", &env_addr)
         .env("FLOW_DATA_DIR", dir.path())
         .env("FLOW_ENV", "itest")
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
-    let ready = wait_ready(flag_port);
+    let (http, _) = wait_serving(&log_path, || child.try_wait().unwrap());
+    assert_ne!(http.to_string(), env_addr);
+    let ready = wait_ready(http.port());
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -87,8 +93,7 @@ fn flags_win_over_environment() {
     let status = child.wait().unwrap();
     assert!(ready, "not serving on the flag's port");
     assert!(status.success(), "{status}");
-    let mut log = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("flow-api serving"), "{log}");
     assert!(log.contains("embedded store at"), "{log}");
     assert!(log.contains("itest"), "{log}");
@@ -98,6 +103,29 @@ fn flags_win_over_environment() {
         !log.contains('\u{1b}'),
         "escape codes in a non-terminal log: {log:?}"
     );
+}
+
+/// The addresses a `flow-api` process serves, from its startup line in `log` (its stderr);
+/// `exited` says whether it has exited meanwhile.
+fn wait_serving(
+    log: &std::path::Path,
+    mut exited: impl FnMut() -> Option<std::process::ExitStatus>,
+) -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(addrs) = serving_addrs(&text) {
+            return addrs;
+        }
+        if let Some(status) = exited() {
+            panic!("flow-api exited with {status}:\n{text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flow-api not serving after 20s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn wait_ready(port: u16) -> bool {
@@ -118,14 +146,17 @@ fn wait_ready(port: u16) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let log_path = dir.path().join("stderr.log");
     let mut child = tokio::process::Command::new(BIN)
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
-        .args(["--grpc-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--http-addr", "127.0.0.1:0"])
+        .args(["--grpc-addr", "127.0.0.1:0"])
         .env("FLOW_DATA_DIR", dir.path())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
+    let port = wait_serving(&log_path, || child.try_wait().unwrap())
+        .0
+        .port();
     assert!(
         tokio::task::spawn_blocking(move || wait_ready(port))
             .await
