@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a member may take to become healthy.
@@ -57,13 +58,41 @@ pub fn etcd_binary() -> Result<PathBuf, String> {
     })
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; it is released before etcd binds it).
+/// A TCP port on 127.0.0.1 that was free when checked, for a process that binds it later (etcd,
+/// flow-api, moto) or binds it again (a restarted etcd member).
+///
+/// It is not one the OS would choose: a port from the ephemeral range, released here, could be
+/// given meanwhile to any socket bound to port 0 or to an outgoing connection, such as a server
+/// of a test running beside this one (which happened). So the ports come from 20000–32767, below
+/// the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), in turn from an offset of the
+/// process id: the OS never hands them out, and this process hands out each once (until it has
+/// gone round the whole range).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let low = FIXED_PORTS.start;
+    let high = FIXED_PORTS.end.min(ephemeral_low);
+    assert!(
+        high > low + 1000,
+        "the ephemeral port range starts at {ephemeral_low}: tests need {FIXED_PORTS:?} outside it"
+    );
+    let span = high - low;
+    let offset = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (offset + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high} on 127.0.0.1")
 }
+
+/// Where [`free_port`] takes its ports: below Linux's default ephemeral range (32768–60999).
+const FIXED_PORTS: std::ops::Range<u32> = 20_000..32_768;
 
 /// A loopback port where nothing answers, for as long as the value lives: a socket is bound to
 /// it but never listens, so connections to it are refused, and no other socket can take the
@@ -324,6 +353,19 @@ impl EtcdCluster {
             }
         }
         None
+    }
+
+    /// The leader, asking until `timeout`: on a busy machine a member may miss heartbeats and
+    /// start an election, during which no member is leader.
+    pub fn wait_leader(&self, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leader = self.leader();
+            if leader.is_some() || Instant::now() > deadline {
+                return leader;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The log of member `i` (for failure messages).

@@ -55,23 +55,7 @@ struct Api {
 }
 
 impl Api {
-    /// Starts `flow-api` with `env` on two free ports. A free port is not reserved: a server of
-    /// a test running beside this one may take it before flow-api binds it, and then flow-api
-    /// exits saying it cannot listen; it is started again on other ports. (Port 0, read back
-    /// from the startup line, would not need this, but one test runs at WARN, which hides it.)
     fn start(env: &[(&str, String)]) -> Api {
-        for _ in 0..3 {
-            match Self::try_start(env) {
-                Ok(api) => return api,
-                Err(log) if log.contains("cannot listen") => continue,
-                Err(log) => panic!("flow-api exited:\n{log}"),
-            }
-        }
-        panic!("flow-api found its ports taken three times in a row")
-    }
-
-    /// Starts `flow-api`, or gives its log when it exits before listening.
-    fn try_start(env: &[(&str, String)]) -> Result<Api, String> {
         let (http, grpc) = (free_port(), free_port());
         let log = std::env::temp_dir().join(format!("{}.log", unique("flow-api-otel")));
         let file = std::fs::File::create(&log).unwrap();
@@ -97,21 +81,20 @@ impl Api {
             grpc,
             log,
         };
-        api.wait_listening()?;
-        Ok(api)
+        api.wait_listening();
+        api
     }
 
-    /// Both ports accept connections (a TCP connect: the listeners may speak TLS); the log if
-    /// flow-api exits first.
-    fn wait_listening(&mut self) -> Result<(), String> {
+    /// Both ports accept connections (a TCP connect: the listeners may speak TLS).
+    fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                return Err(format!("exit status {status}\n{}", self.log()));
-            }
             let up = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
             if up(self.http) && up(self.grpc) {
-                return Ok(());
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("flow-api exited with {status}:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
