@@ -176,7 +176,9 @@ async fn acknowledged_writes_survive_member_failures() {
 
     // (a) Kill the leader; the others elect a new one.
     let leader = with_cluster(Box::new(|c| {
-        let l = c.leader().expect("a leader");
+        let l = c
+            .wait_leader(Duration::from_secs(10))
+            .expect("a leader within 10s");
         c.kill(l);
     }))
     .await;
@@ -196,7 +198,9 @@ async fn acknowledged_writes_survive_member_failures() {
 
     // (b) Kill a follower and start it again.
     with_cluster(Box::new(|c| {
-        let l = c.leader().expect("a leader");
+        let l = c
+            .wait_leader(Duration::from_secs(10))
+            .expect("a leader within 10s");
         let follower = (0..c.len()).find(|i| *i != l).unwrap();
         c.kill(follower);
         std::thread::sleep(Duration::from_secs(2));

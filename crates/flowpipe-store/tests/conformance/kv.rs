@@ -63,7 +63,7 @@ async fn revisions_and_versions(s: Store) {
 
     // A future revision cannot be read.
     let e = s
-        .range(RangeRequest::key("/a").at_revision(r4 + 1000))
+        .range(RangeRequest::key("/a").at_revision(r4 + 1_000_000_000))
         .await
         .unwrap_err();
     assert!(matches!(e, KvError::RevisionUnavailable(_)), "{e:?}");
