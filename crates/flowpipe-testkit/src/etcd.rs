@@ -96,8 +96,8 @@ const FIXED_PORTS: std::ops::Range<u32> = 20_000..32_768;
 
 /// A loopback port where nothing answers, for as long as the value lives: a socket is bound to
 /// it but never listens, so connections to it are refused, and no other socket can take the
-/// port meanwhile. ([`free_port`] releases its port at once: a test that pointed a client at it
-/// as "nowhere" once met another test's HTTP/2 server there.)
+/// port meanwhile. (A port from [`free_port`] is free when chosen but not held; a test that once
+/// pointed a client at such a port as "nowhere" met another test's HTTP/2 server there.)
 pub struct RefusedPort {
     port: u16,
     _socket: tokio::net::TcpSocket,

@@ -67,9 +67,8 @@ impl Drop for TestServer {
 
 /// The REST and gRPC addresses a `flow-api` process serves, read from its startup line
 /// ("flow-api serving rest=http://127.0.0.1:41234 grpc=127.0.0.1:40123 ...", the text log
-/// format); `None` until that line is in `log`. Tests start the binary on port 0 and read the
-/// ports here: a port chosen before the process binds it can be taken meanwhile by a server of
-/// a test running beside it.
+/// format); `None` until that line is in `log`. For tests that start the binary on port 0 and
+/// need to know which ports the OS gave it.
 pub fn serving_addrs(log: &str) -> Option<(SocketAddr, SocketAddr)> {
     let line = log.lines().find(|l| l.contains("flow-api serving"))?;
     let field = |key: &str| {

@@ -8,8 +8,9 @@
 //!
 //! Errors: anything that means "etcd cannot answer now" (connection refused, timeout, no leader,
 //! a connection that broke, whatever the gRPC code the client library gave it; or something
-//! other than etcd answering on the endpoint's port) is `Unavailable`, its endpoints logged; a read at a compacted revision is `FailedPrecondition(REVISION_UNAVAILABLE)`;
-//! the rest (what etcd itself answered) is `Internal`.
+//! other than etcd answering on the endpoint's port) is `Unavailable`, its endpoints logged; a
+//! read at a compacted revision is `FailedPrecondition(REVISION_UNAVAILABLE)`; the rest (what
+//! etcd itself answered) is `Internal`.
 //!
 //! # Deadlines and retries
 //! Every call is done by one deadline: [`EtcdConfig::request_timeout`] from its start, or the
