@@ -72,19 +72,19 @@ fn flags_win_over_environment() {
     // at once if it tried to listen there.
     let dir = tempfile::tempdir().unwrap();
     let env_port = RefusedPort::new();
-    let env_addr = env_port.url().replace("http://", "");
+    let env_addr = env_port.addr();
     let log_path = dir.path().join("stderr.log");
     let mut child = Command::new(BIN)
         .args(["-http-addr", "127.0.0.1:0"])
         .args(["--grpc-addr", "127.0.0.1:0"])
-        .env("FLOW_HTTP_ADDR", &env_addr)
+        .env("FLOW_HTTP_ADDR", env_addr.to_string())
         .env("FLOW_DATA_DIR", dir.path())
         .env("FLOW_ENV", "itest")
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let (http, _) = wait_serving(&log_path, || child.try_wait().unwrap());
-    assert_ne!(http.to_string(), env_addr);
+    assert_ne!(http, env_addr);
     let ready = wait_ready(http.port());
     let _ = Command::new("kill")
         .arg("-TERM")
