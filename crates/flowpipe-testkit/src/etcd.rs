@@ -144,15 +144,25 @@ struct Member {
     watchdog: Option<Child>,
 }
 
-impl Member {
+impl ClusterMember for Member {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+    fn log(&self) -> &Path {
+        &self.log
+    }
     fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
-
     fn peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
     }
+}
 
+impl Member {
     fn kill(&mut self) {
         if let Some(mut p) = self.process.take() {
             let _ = p.kill();
@@ -225,35 +235,19 @@ impl EtcdCluster {
         Ok(cluster)
     }
 
-    fn initial_cluster(&self) -> String {
-        self.members
-            .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url()))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
     fn spawn(&mut self, i: usize) -> Result<(), String> {
-        let initial = self.initial_cluster();
+        let shared = ClusterArgs {
+            binary: &self.binary,
+            token: &self.token,
+            // Fast elections keep fault tests short; fine on loopback.
+            heartbeat_ms: 50,
+            election_ms: 500,
+            extra_args: &self.extra_args,
+        };
+        let child = member_command(&shared, &self.members, i)?
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
         let m = &mut self.members[i];
-        let child = member_command(
-            &self.binary,
-            &MemberArgs {
-                name: &m.name,
-                data_dir: &m.data_dir,
-                log: &m.log,
-                client_url: &m.client_url(),
-                peer_url: &m.peer_url(),
-                initial_cluster: &initial,
-                token: &self.token,
-                // Fast elections keep fault tests short; fine on loopback.
-                heartbeat_ms: 50,
-                election_ms: 500,
-                extra_args: &self.extra_args,
-            },
-        )?
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
         // Once this process is gone, kill etcd and remove its files.
         let watchdog = watchdog(
             child.id(),
@@ -424,27 +418,41 @@ fn health(port: u16) -> bool {
     .is_some_and(|b| b.contains("\"health\":\"true\""))
 }
 
-/// What differs between the members of a test cluster's command lines.
-pub(crate) struct MemberArgs<'a> {
-    pub name: &'a str,
-    pub data_dir: &'a Path,
+/// One member of a test cluster, as its command line names it: a loopback member here, or one
+/// in its own network namespace ([`crate::partition`]).
+pub(crate) trait ClusterMember {
+    fn name(&self) -> &str;
+    fn data_dir(&self) -> &Path;
     /// Where etcd's stdout and stderr go (appended: a restarted member keeps its history).
-    pub log: &'a Path,
-    pub client_url: &'a str,
-    pub peer_url: &'a str,
-    /// `name=peer_url,...` of every member.
-    pub initial_cluster: &'a str,
+    fn log(&self) -> &Path;
+    fn client_url(&self) -> String;
+    fn peer_url(&self) -> String;
+}
+
+/// What every member of one test cluster has on its command line.
+pub(crate) struct ClusterArgs<'a> {
+    pub binary: &'a Path,
     pub token: &'a str,
     pub heartbeat_ms: u64,
     pub election_ms: u64,
     pub extra_args: &'a [String],
 }
 
-/// The command that starts one member of a test cluster: the one place its command line is
+/// The command that starts member `i` of a test cluster: the one place its command line is
 /// written, for the loopback clusters here and the namespaced ones of [`crate::partition`].
 /// A member whose data directory exists rejoins (`existing`); otherwise it is new.
-pub(crate) fn member_command(binary: &Path, m: &MemberArgs<'_>) -> Result<Command, String> {
-    let state = if m.data_dir.exists() {
+pub(crate) fn member_command(
+    cluster: &ClusterArgs<'_>,
+    members: &[impl ClusterMember],
+    i: usize,
+) -> Result<Command, String> {
+    let m = &members[i];
+    let initial_cluster = members
+        .iter()
+        .map(|m| format!("{}={}", m.name(), m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let state = if m.data_dir().exists() {
         "existing"
     } else {
         "new"
@@ -452,34 +460,34 @@ pub(crate) fn member_command(binary: &Path, m: &MemberArgs<'_>) -> Result<Comman
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(m.log)
-        .map_err(|e| format!("open {}: {e}", m.log.display()))?;
-    let mut cmd = Command::new(binary);
+        .open(m.log())
+        .map_err(|e| format!("open {}: {e}", m.log().display()))?;
+    let mut cmd = Command::new(cluster.binary);
     cmd.arg("--name")
-        .arg(m.name)
+        .arg(m.name())
         .arg("--data-dir")
-        .arg(m.data_dir)
+        .arg(m.data_dir())
         .arg("--listen-client-urls")
-        .arg(m.client_url)
+        .arg(m.client_url())
         .arg("--advertise-client-urls")
-        .arg(m.client_url)
+        .arg(m.client_url())
         .arg("--listen-peer-urls")
-        .arg(m.peer_url)
+        .arg(m.peer_url())
         .arg("--initial-advertise-peer-urls")
-        .arg(m.peer_url)
+        .arg(m.peer_url())
         .arg("--initial-cluster")
-        .arg(m.initial_cluster)
+        .arg(initial_cluster)
         .arg("--initial-cluster-state")
         .arg(state)
         .arg("--initial-cluster-token")
-        .arg(m.token)
+        .arg(cluster.token)
         .arg("--heartbeat-interval")
-        .arg(m.heartbeat_ms.to_string())
+        .arg(cluster.heartbeat_ms.to_string())
         .arg("--election-timeout")
-        .arg(m.election_ms.to_string())
+        .arg(cluster.election_ms.to_string())
         .arg("--logger")
         .arg("zap")
-        .args(m.extra_args)
+        .args(cluster.extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
         .stderr(Stdio::from(log));

@@ -64,7 +64,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::delay_proxy::DelayProxy;
-use crate::etcd::{MemberArgs, member_command};
+use crate::etcd::{ClusterArgs, ClusterMember, member_command};
 
 /// The prefix of every namespace and directory this harness creates.
 pub const PREFIX: &str = "fpnet-";
@@ -238,11 +238,19 @@ struct Member {
     id: u64,
 }
 
-impl Member {
+impl ClusterMember for Member {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+    fn log(&self) -> &Path {
+        &self.log
+    }
     fn client_url(&self) -> String {
         format!("http://{}:{CLIENT_PORT}", self.ip)
     }
-
     fn peer_url(&self) -> String {
         format!("http://{}:{PEER_PORT}", self.ip)
     }
@@ -683,33 +691,16 @@ impl NetCluster {
         Ok(())
     }
 
-    fn initial_cluster(&self) -> String {
-        self.members
-            .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url()))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
     fn spawn(&mut self, i: usize) -> Result<()> {
-        let initial = self.initial_cluster();
-        let (hb, el) = (self.options.heartbeat_ms, self.options.election_ms);
+        let shared = ClusterArgs {
+            binary: &self.binary,
+            token: &self.token,
+            heartbeat_ms: self.options.heartbeat_ms,
+            election_ms: self.options.election_ms,
+            extra_args: &self.options.extra_args,
+        };
+        let cmd = member_command(&shared, &self.members, i)?;
         let m = &mut self.members[i];
-        let cmd = member_command(
-            &self.binary,
-            &MemberArgs {
-                name: &m.name,
-                data_dir: &m.data_dir,
-                log: &m.log,
-                client_url: &m.client_url(),
-                peer_url: &m.peer_url(),
-                initial_cluster: &initial,
-                token: &self.token,
-                heartbeat_ms: hb,
-                election_ms: el,
-                extra_args: &self.options.extra_args,
-            },
-        )?;
         let child =
             m.ns.spawn(cmd)
                 .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
