@@ -10,7 +10,7 @@ use flowpipe_testkit::otlp::Receiver;
 
 use crate::raw::BenchResult;
 use crate::run::{self, Clients, Op, Transport, Worker};
-use crate::server::CpuMark;
+use crate::server::{CpuMark, us_per_op};
 
 /// The largest throughput cost observability may have: on ÷ off ≥ 0.95.
 pub const MIN_RATIO: f64 = 0.95;
@@ -76,7 +76,7 @@ impl Side {
     }
 
     fn per_op(&self, d: Duration) -> f64 {
-        d.as_secs_f64() * 1e6 / self.all_ops.max(1) as f64
+        us_per_op(d, self.all_ops)
     }
 
     /// The API server's CPU µs per operation.

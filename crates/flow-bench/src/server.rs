@@ -207,8 +207,13 @@ impl CpuMark {
 
     /// The CPU µs the process used since the mark per operation, over `ops` operations.
     pub fn us_per_op(&self, ops: u64) -> Option<f64> {
-        Some(self.used()?.as_secs_f64() * 1e6 / ops.max(1) as f64)
+        Some(us_per_op(self.used()?, ops))
     }
+}
+
+/// `cpu` as µs per operation over `ops` operations (none counts as one).
+pub fn us_per_op(cpu: Duration, ops: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / ops.max(1) as f64
 }
 
 /// utime + stime of `/proc/<pid>/stat`, in clock ticks of 1/100 s (USER_HZ is 100 on every
